@@ -1,0 +1,27 @@
+# Contracts (see README and DESIGN.md §2): `make build`, `make test`, `make demo`, plugin at Plugin/lib/libgstocdedit.so,
+# CLI at .build/release/ocdedit.
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas-dev \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build test demo bench clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release
+	mkdir -p Plugin/lib
+	cp -f .build/release/libgstocdedit.so Plugin/lib/
+
+test: build
+	$(SWIFT) test -c release
+
+clean:
+	rm -rf .build Plugin/lib

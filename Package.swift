@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+// ocdedit: a GStreamer element that edits video windows with Stable Diffusion 1.x on the CPU.
+// Layers, top to bottom (a layer only imports the ones below it):
+//   GstOCDEdit (element, GStreamer plumbing) -> WindowEditor (algorithms) -> StableDiffusion (models)
+//   -> TensorKernels (tensor maths) -> COpenBLAS / CGStreamer / CGstShim (C system libraries)
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "ocdedit",
+    products: [
+        // Loadable GStreamer plugin: libgstocdedit.so (copied to Plugin/lib by `make build`).
+        .library(name: "gstocdedit", type: .dynamic, targets: ["GstOCDEdit"]),
+        .executable(name: "ocdedit", targets: ["OCDEditCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CGStreamer", pkgConfig: "gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0",
+                       providers: [.apt(["libgstreamer1.0-dev", "libgstreamer-plugins-base1.0-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CGstShim", dependencies: ["CGStreamer"]),
+        .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        .target(name: "StableDiffusion", dependencies: ["TensorKernels"], swiftSettings: optimize),
+        .target(name: "WindowEditor", dependencies: ["StableDiffusion", "TensorKernels"], swiftSettings: optimize),
+        .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"], swiftSettings: optimize),
+        .executableTarget(name: "OCDEditCLI", dependencies: [
+            "WindowEditor", "StableDiffusion", "TensorKernels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimize),
+        .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
+        .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor"]),
+        .testTarget(name: "ElementTests", dependencies: ["CGStreamer"]),
+    ]
+)

@@ -1,0 +1,3 @@
+import WindowEditor
+import CGStreamer
+import CGstShim

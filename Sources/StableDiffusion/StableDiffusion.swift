@@ -1,0 +1,2 @@
+// Stable Diffusion models (filled by the model work).
+import TensorKernels
