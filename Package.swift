@@ -25,7 +25,9 @@ let package = Package(
         .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "StableDiffusion", dependencies: ["TensorKernels"], swiftSettings: optimize),
         .target(name: "WindowEditor", dependencies: ["StableDiffusion", "TensorKernels"], swiftSettings: optimize),
-        .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"], swiftSettings: optimize),
+        // GObject/GStreamer C callbacks and raw pointers: Swift 5 language mode (no strict Sendable checking).
+        .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
+                swiftSettings: optimize + [.swiftLanguageMode(.v5)]),
         .executableTarget(name: "OCDEditCLI", dependencies: [
             "WindowEditor", "StableDiffusion", "TensorKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

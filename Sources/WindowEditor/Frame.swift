@@ -39,7 +39,9 @@ public struct Mask: Sendable, Equatable {
     }
 }
 
-public struct EditCancelled: Error {}
+public struct EditCancelled: Error {
+    public init() {}
+}
 
 /// Edits one window: `frames.count == masks.count`, every mask already at the frame's size.
 /// Returns exactly one frame per input frame, same format and size. Throws `EditCancelled`
