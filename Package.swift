@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CGStreamer", pkgConfig: "gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0",
                        providers: [.apt(["libgstreamer1.0-dev", "libgstreamer-plugins-base1.0-dev"])]),
+        // appsrc/appsink for the element tests.
+        .systemLibrary(name: "CGstApp", pkgConfig: "gstreamer-app-1.0", providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CGstShim", dependencies: ["CGStreamer"]),
         .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
@@ -35,6 +37,7 @@ let package = Package(
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
         .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor"]),
-        .testTarget(name: "ElementTests", dependencies: ["CGStreamer"]),
+        .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"],
+                    swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

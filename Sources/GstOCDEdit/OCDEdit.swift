@@ -5,7 +5,7 @@ import CGStreamer
 import CGstShim
 import WindowEditor
 
-/// Set by FLUSH_START and stop, read by the editor between steps.
+/// A thread-safe boolean. As `cancel`: set by FLUSH_START and stop, read by the editor between steps.
 final class CancelFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
@@ -59,7 +59,11 @@ final class OCDEdit: @unchecked Sendable {
     private let settingsLock = NSLock()
     private var settings = Settings()
     private var state = State()
+    /// Held by `aggregate` (source thread) and by flush/start/stop, which may come from streaming threads.
+    private let stateLock = NSRecursiveLock()
     private let cancel = CancelFlag()
+    /// The unlinked mask pad has been sent its fallback EOS (since start or the last flush).
+    private let maskFallbackSent = CancelFlag()
     private let worker = DispatchQueue(label: "ocdedit.worker")
     /// Touched on the worker only.
     private var editor: (settings: EditorSettings, editor: WindowEditing)?
@@ -107,6 +111,8 @@ final class OCDEdit: @unchecked Sendable {
     // MARK: lifecycle
 
     func start() -> Bool {
+        cancel.set(true)
+        stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state = State()
         cancel.set(false)
@@ -115,20 +121,30 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     func stop() -> Bool {
+        cancel.set(true)
+        stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state = State()
         cancel.set(false)
+        maskFallbackSent.set(false)
         return true
     }
 
-    /// FLUSH_STOP: drop the window being filled and the one being edited (already told to cancel).
+    /// The aggregator's flush (after a flushing seek): see `dropPendingWork`.
     func flush() -> GstFlowReturn {
+        dropPendingWork()
+        if let parentFlush = OCDEditType.parentClass.pointee.flush { return parentFlush(aggregator) }
+        return GST_FLOW_OK
+    }
+
+    /// FLUSH_STOP: drop the window being filled and the one being edited (told to cancel at FLUSH_START).
+    private func dropPendingWork() {
+        cancel.set(true)
+        stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state.window = []
         state.lastMask = nil
         cancel.set(false)
-        if let parentFlush = OCDEditType.parentClass.pointee.flush { return parentFlush(aggregator) }
-        return GST_FLOW_OK
     }
 
     /// Cancels the window on the worker, waits for it and drops its output.
@@ -146,10 +162,13 @@ final class OCDEdit: @unchecked Sendable {
         if aggPad == videoPad && type == GST_EVENT_FLUSH_START {
             cancel.set(true)
         }
-        // An unlinked mask pad would stall the aggregator forever (it waits for data on every pad):
-        // mark it EOS, so every frame gets the documented fallback (the whole frame is foreground).
-        if aggPad == videoPad && type == GST_EVENT_SEGMENT && ocd_pad_is_linked(pad(maskPad)) == 0
-            && gst_aggregator_pad_is_eos(maskPad) == 0 {
+        if aggPad == maskPad && type == GST_EVENT_FLUSH_STOP { maskFallbackSent.set(false) }
+        // An unlinked mask pad would stall the aggregator forever (it waits for data on every pad): at the video
+        // stream's first event after start or a flush, mark the mask pad EOS, so every frame gets the documented
+        // fallback (the whole frame is foreground).
+        if aggPad == videoPad && (type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT || type == GST_EVENT_EOS)
+            && ocd_pad_is_linked(pad(maskPad)) == 0 && !maskFallbackSent.isSet {
+            maskFallbackSent.set(true)
             let m = pad(maskPad)
             _ = gst_pad_send_event(m, gst_event_new_stream_start("ocdedit-mask-unlinked"))
             var segment = GstSegment()
@@ -161,7 +180,10 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     func sinkEvent(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>, _ event: UnsafeMutablePointer<GstEvent>) -> Bool {
+        // The aggregator calls `flush` only for flushing seeks it started; a flush from upstream ends here.
+        if aggPad == videoPad && event.pointee.type == GST_EVENT_FLUSH_STOP { dropPendingWork() }
         if event.pointee.type == GST_EVENT_CAPS {
+            stateLock.lock(); defer { stateLock.unlock() }
             var caps: UnsafeMutablePointer<GstCaps>?
             gst_event_parse_caps(event, &caps)
             if let caps {
@@ -211,7 +233,14 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?, _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
-        guard let current = gst_pad_get_current_caps(pad(videoPad)) else { return GST_FLOW_CUSTOM_ERROR } // GST_AGGREGATOR_FLOW_NEED_DATA
+        guard let current = gst_pad_get_current_caps(pad(videoPad)) else {
+            // A stream that ends before any caps (EOS with zero frames): any caps do, no buffer will follow.
+            if gst_aggregator_pad_is_eos(videoPad) != 0, let downstream {
+                ret.pointee = gst_caps_fixate(gst_caps_ref(downstream))
+                return GST_FLOW_OK
+            }
+            return GST_FLOW_CUSTOM_ERROR // GST_AGGREGATOR_FLOW_NEED_DATA
+        }
         ret.pointee = current
         return GST_FLOW_OK
     }
@@ -242,6 +271,7 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     func aggregate(timeout: Bool) -> GstFlowReturn {
+        stateLock.lock(); defer { stateLock.unlock() }
         if let job = state.inFlight, job.done.wait(timeout: .now()) == .success {
             state.inFlight = nil
             let r = push(job)

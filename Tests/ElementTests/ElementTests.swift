@@ -1,0 +1,196 @@
+import Foundation
+import XCTest
+import CGStreamer
+import CGstApp
+
+final class ElementTests: XCTestCase {
+    let w = 64, h = 48
+
+    func solid(_ r: UInt8, _ g: UInt8, _ b: UInt8) -> [UInt8] {
+        (0..<(w * h)).flatMap { _ in [r, g, b] }
+    }
+
+    func videoOnly(window: Int, extra: String = "") throws -> Pipeline {
+        try Pipeline("appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=\(window) \(extra) ! appsink name=sink sync=false")
+    }
+
+    /// Every frame comes back once, in order, with its PTS, for windows that do and do not divide the stream.
+    func testFrameCountAndTimestamps() throws {
+        for window in [1, 3, 8] {
+            for count in [1, 5, 8, 21, 24] {
+                let p = try videoOnly(window: window)
+                p.play()
+                for i in 0..<count { p.pushVideo(solid(UInt8(i), 0, 0), pts: UInt(i) * frameNs) }
+                p.endVideo()
+                let (frames, eos) = p.collect()
+                XCTAssertTrue(eos, "window \(window), \(count) frames: no EOS")
+                XCTAssertEqual(frames.map(\.pts), (0..<count).map { UInt($0) * frameNs }, "window \(window), \(count) frames")
+                XCTAssertEqual(frames.map(\.duration), Array(repeating: frameNs, count: count))
+                XCTAssertEqual(frames.map { $0.bytes[0] }, (0..<count).map { UInt8($0) }, "pass-through changed pixels")
+            }
+        }
+    }
+
+    func testEOSWithNoFrames() throws {
+        let p = try videoOnly(window: 8)
+        p.play()
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 10)
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.count, 0)
+    }
+
+    /// Generated streams: 21 frames at 25 fps, a GRAY8 mask of another size and rate (or none), RGB and I420.
+    func testGeneratedStreams() throws {
+        let mask = "videotestsrc pattern=ball num-buffers=30 ! video/x-raw,format=GRAY8,width=40,height=30,framerate=30/1 ! e.mask"
+        for (format, maskBranch) in [("RGB", mask), ("RGB", ""), ("I420", mask), ("I420", "")] {
+            let p = try Pipeline("videotestsrc num-buffers=21 ! video/x-raw,format=\(format),width=64,height=48,framerate=25/1 ! ocdedit name=e window-size=8 ! appsink name=sink sync=false \(maskBranch)")
+            p.play()
+            let (frames, eos) = p.collect()
+            XCTAssertTrue(eos, "\(format) mask=\(!maskBranch.isEmpty)")
+            XCTAssertEqual(frames.map(\.pts), (0..<21).map { UInt($0) * frameNs }, "\(format) mask=\(!maskBranch.isEmpty)")
+        }
+    }
+
+    /// Mask k lights a vertical stripe at columns [2k, 2k+2) of a 32×24 mask (4k…4k+3 at frame size); masks come at
+    /// 10 fps, frames at 25 fps, so frame i must be tinted in the stripe of mask ⌊40i/100⌋ (newest at or before it).
+    func testMaskMatchedByRunningTime() throws {
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=3 preview-mask=true ! appsink name=sink sync=false \
+            appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=32,height=24,framerate=10/1 ! e.mask
+            """)
+        p.play()
+        let frames = 21, masks = 9
+        let maskThread = Thread {
+            for k in 0..<masks {
+                var m = [UInt8](repeating: 0, count: 32 * 24)
+                for y in 0..<24 { m[y * 32 + 2 * k] = 255; m[y * 32 + 2 * k + 1] = 255 }
+                p.pushMask(m, pts: UInt(k) * 100_000_000, duration: 100_000_000)
+            }
+            p.endMask()
+        }
+        maskThread.start()
+        for i in 0..<frames { p.pushVideo(solid(100, 100, 100), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let (out, eos) = p.collect()
+        XCTAssertTrue(eos)
+        XCTAssertEqual(out.count, frames)
+        for (i, f) in out.enumerated() {
+            let tintedColumns = (0..<w).filter { f.bytes[(10 * w + $0) * 3] != 100 }
+            let k = (40 * i) / 100
+            XCTAssertEqual(tintedColumns, Array((4 * k)..<(4 * k + 4)), "frame \(i) should use mask \(k)")
+        }
+    }
+
+    /// preview-mask changes exactly the pixels whose mask value reaches the threshold, and nothing else.
+    func testPreviewMaskTintsExactlyTheMaskedPixels() throws {
+        for format in ["RGB", "BGRx"] {
+            let bpp = format == "RGB" ? 3 : 4
+            let p = try Pipeline("""
+                appsrc name=video format=time caps=\(rgbCaps(w, h, format: format)) ! ocdedit name=e window-size=2 preview-mask=true mask-threshold=100 ! appsink name=sink sync=false \
+                appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1 ! e.mask
+                """)
+            p.play()
+            var m = [UInt8](repeating: 0, count: w * h)
+            for y in 10..<30 { for x in 20..<50 { m[y * w + x] = UInt8(truncatingIfNeeded: 90 + (x + y) % 20) } }
+            let input = (0..<(w * h * bpp)).map { UInt8(truncatingIfNeeded: $0 * 7 % 200 + 20) }
+            for i in 0..<2 {
+                p.pushMask(m, pts: UInt(i) * frameNs, duration: frameNs)
+                p.pushVideo(input, pts: UInt(i) * frameNs)
+            }
+            p.endMask()
+            p.endVideo()
+            let (out, eos) = p.collect()
+            XCTAssertTrue(eos)
+            XCTAssertEqual(out.count, 2)
+            for f in out {
+                for i in 0..<(w * h) {
+                    let changed = (0..<3).contains { f.bytes[i * bpp + $0] != input[i * bpp + $0] }
+                    XCTAssertEqual(changed, m[i] >= 100, "\(format) pixel \(i) mask \(m[i])")
+                    if bpp == 4 { XCTAssertEqual(f.bytes[i * 4 + 3], input[i * 4 + 3], "padding byte changed") }
+                }
+            }
+        }
+    }
+
+    /// Caps the mask pad cannot take give a bus error that names the pad and the expected format; no crash.
+    func testWrongMaskCapsGiveBusError() throws {
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e ! appsink name=sink sync=false \
+            appsrc name=mask format=time caps=\(rgbCaps(w, h)) ! e.mask
+            """)
+        p.play()
+        p.pushMask(solid(1, 2, 3), pts: 0, duration: frameNs)
+        p.pushVideo(solid(1, 2, 3), pts: 0)
+        let error = p.busMessage(GST_MESSAGE_ERROR)
+        XCTAssertNotNil(error)
+        XCTAssertTrue(error?.contains("mask pad") == true && error?.contains("GRAY8") == true, "got: \(error ?? "nil")")
+    }
+
+    /// No model and no prompt: frames pass through, and the bus says so once as a warning.
+    func testPassThroughWarnsOnce() throws {
+        let p = try videoOnly(window: 2)
+        p.play()
+        for i in 0..<6 { p.pushVideo(solid(9, 9, 9), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        XCTAssertEqual(p.collect().frames.count, 6)
+        let warning = p.busMessage(GST_MESSAGE_WARNING, timeout: 1)
+        XCTAssertTrue(warning?.contains("pass through") == true, "got: \(warning ?? "nil")")
+        XCTAssertNil(p.busMessage(GST_MESSAGE_WARNING, timeout: 0.2), "warned more than once")
+    }
+
+    /// A flush in the middle of a window drops that window's frames; the stream goes on after it.
+    func testFlushMidWindowDropsPendingFrames() throws {
+        let p = try videoOnly(window: 8)
+        p.play()
+        for i in 0..<5 { p.pushVideo(solid(1, 1, 1), pts: UInt(i) * frameNs) }
+        // Wait until appsrc has handed every queued frame to the element.
+        let deadline = Date().addingTimeInterval(5)
+        while gst_app_src_get_current_level_buffers(p.video) > 0 && Date() < deadline { usleep(10_000) }
+        usleep(200_000)
+        // What upstream sends on a flushing seek: flush-start and flush-stop on every sink pad, then a segment.
+        let pads = [gst_element_get_static_pad(p.element, "sink")!, gst_element_get_static_pad(p.element, "mask")!]
+        for pad in pads { _ = gst_pad_send_event(pad, gst_event_new_flush_start()) }
+        for pad in pads { _ = gst_pad_send_event(pad, gst_event_new_flush_stop(0)) }
+        var segment = GstSegment()
+        gst_segment_init(&segment, GST_FORMAT_TIME)
+        XCTAssertNotEqual(gst_pad_send_event(pads[0], gst_event_new_segment(&segment)), 0)
+        pads.forEach { gst_object_unref($0) }
+        for i in 5..<8 { p.pushVideo(solid(2, 2, 2), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let (frames, eos) = p.collect()
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), (5..<8).map { UInt($0) * frameNs })
+        XCTAssertEqual(frames.map { $0.bytes[0] }, [2, 2, 2])
+    }
+
+    /// NULL ↔ PLAYING fifty times, each run a complete stream.
+    func testStateChangesFiftyTimes() throws {
+        let p = try videoOnly(window: 3)
+        for run in 0..<50 {
+            p.play()
+            for i in 0..<4 { p.pushVideo(solid(UInt8(run), 0, 0), pts: UInt(i) * frameNs) }
+            p.endVideo()
+            let (frames, eos) = p.collect()
+            XCTAssertTrue(eos, "run \(run)")
+            XCTAssertEqual(frames.count, 4, "run \(run)")
+            p.stop()
+        }
+    }
+
+    /// The latency query reports the window: window-size × frame duration (plus the edit time, zero here).
+    func testLatencyReportsWindow() throws {
+        let p = try Pipeline("videotestsrc is-live=true ! video/x-raw,format=RGB,width=64,height=48,framerate=25/1 ! ocdedit name=e window-size=6 ! appsink name=sink sync=false")
+        p.play()
+        _ = gst_app_sink_try_pull_sample(p.sink, 5_000_000_000).map { gst_sample_unref($0) }
+        let src = gst_element_get_static_pad(p.element, "src")!
+        let query = gst_query_new_latency()!
+        XCTAssertNotEqual(gst_pad_query(src, query), 0)
+        var live: gboolean = 0
+        var minLatency: GstClockTime = 0, maxLatency: GstClockTime = 0
+        gst_query_parse_latency(query, &live, &minLatency, &maxLatency)
+        XCTAssertGreaterThanOrEqual(minLatency, 6 * frameNs)
+        gst_query_unref(query)
+        gst_object_unref(src)
+    }
+}

@@ -1,0 +1,122 @@
+// Drives ocdedit inside real pipelines: appsrc (video, optional mask) -> ocdedit -> appsink.
+import Foundation
+import XCTest
+import CGStreamer
+import CGstApp
+import CGstShim
+
+enum GStreamerSetup {
+    /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
+    /// private registry so a stale system registry cannot hide the element.
+    static let ready: Bool = {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
+        guard let dir = candidates.first(where: {
+            FileManager.default.fileExists(atPath: $0.appendingPathComponent("libgstocdedit.so").path)
+        }) else { return false }
+        setenv("GST_PLUGIN_PATH", dir.path, 1)
+        setenv("GST_REGISTRY", NSTemporaryDirectory() + "ocdedit-test-registry-\(getpid()).bin", 1)
+        gst_init(nil, nil)
+        return gst_element_factory_find("ocdedit") != nil
+    }()
+}
+
+struct OutputFrame {
+    var pts: UInt
+    var duration: UInt
+    var bytes: [UInt8]
+}
+
+final class Pipeline {
+    let pipeline: UnsafeMutablePointer<GstElement>
+    let video: UnsafeMutablePointer<GstAppSrc>?
+    let mask: UnsafeMutablePointer<GstAppSrc>?
+    let sink: UnsafeMutablePointer<GstAppSink>
+    let element: UnsafeMutablePointer<GstElement>
+
+    init(_ description: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
+        var error: UnsafeMutablePointer<GError>?
+        guard let p = gst_parse_launch(description, &error) else {
+            let message = error.map { String(cString: $0.pointee.message) } ?? "?"
+            throw NSError(domain: "pipeline", code: 1, userInfo: [NSLocalizedDescriptionKey: message])
+        }
+        pipeline = p
+        let bin = UnsafeMutableRawPointer(p).assumingMemoryBound(to: GstBin.self)
+        func child(_ name: String) -> UnsafeMutablePointer<GstElement>? { gst_bin_get_by_name(bin, name) }
+        video = child("video").map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: GstAppSrc.self) }
+        mask = child("mask").map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: GstAppSrc.self) }
+        sink = UnsafeMutableRawPointer(child("sink")!).assumingMemoryBound(to: GstAppSink.self)
+        element = child("e")!
+    }
+
+    deinit {
+        gst_element_set_state(pipeline, GST_STATE_NULL)
+        gst_object_unref(pipeline)
+    }
+
+    func play() { gst_element_set_state(pipeline, GST_STATE_PLAYING) }
+    func stop() { gst_element_set_state(pipeline, GST_STATE_NULL) }
+
+    static func buffer(_ bytes: [UInt8], pts: UInt, duration: UInt) -> UnsafeMutablePointer<GstBuffer> {
+        let b = gst_buffer_new_allocate(nil, gsize(bytes.count), nil)!
+        _ = bytes.withUnsafeBytes { gst_buffer_fill(b, 0, $0.baseAddress, gsize(bytes.count)) }
+        b.pointee.pts = pts
+        b.pointee.duration = duration
+        return b
+    }
+
+    func pushVideo(_ bytes: [UInt8], pts: UInt, duration: UInt = 40_000_000) {
+        XCTAssertEqual(gst_app_src_push_buffer(video, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
+    }
+    func pushMask(_ bytes: [UInt8], pts: UInt, duration: UInt) {
+        XCTAssertEqual(gst_app_src_push_buffer(mask, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
+    }
+    func endVideo() { gst_app_src_end_of_stream(video) }
+    func endMask() { gst_app_src_end_of_stream(mask) }
+
+    /// Pulls samples until EOS (or `timeout` seconds without one).
+    func collect(timeout: Double = 20) -> (frames: [OutputFrame], eos: Bool) {
+        var frames: [OutputFrame] = []
+        while true {
+            guard let sample = gst_app_sink_try_pull_sample(sink, GstClockTime(timeout * 1e9)) else {
+                return (frames, gst_app_sink_is_eos(sink) != 0)
+            }
+            let b = gst_sample_get_buffer(sample)!
+            var map = GstMapInfo()
+            gst_buffer_map(b, &map, GST_MAP_READ)
+            frames.append(OutputFrame(pts: b.pointee.pts, duration: b.pointee.duration,
+                                      bytes: Array(UnsafeBufferPointer(start: map.data, count: Int(map.size)))))
+            gst_buffer_unmap(b, &map)
+            gst_sample_unref(sample)
+        }
+    }
+
+    /// The first error or warning on the bus within `timeout` seconds.
+    func busMessage(_ type: GstMessageType, timeout: Double = 10) -> String? {
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        guard let msg = gst_bus_timed_pop_filtered(bus, GstClockTime(timeout * 1e9), type) else { return nil }
+        defer { gst_message_unref(msg) }
+        var err: UnsafeMutablePointer<GError>?
+        var debug: UnsafeMutablePointer<gchar>?
+        if type == GST_MESSAGE_ERROR { gst_message_parse_error(msg, &err, &debug) } else { gst_message_parse_warning(msg, &err, &debug) }
+        defer { if let err { g_error_free(err) }; g_free(debug) }
+        return err.map { String(cString: $0.pointee.message) }
+    }
+
+    func set(_ property: String, int value: Int32) {
+        var v = GValue()
+        g_value_init(&v, GType(6 << 2)) // G_TYPE_INT
+        g_value_set_int(&v, value)
+        g_object_set_property(UnsafeMutableRawPointer(element).assumingMemoryBound(to: GObject.self), property, &v)
+        g_value_unset(&v)
+    }
+
+}
+
+func rgbCaps(_ w: Int, _ h: Int, format: String = "RGB", fps: String = "25/1") -> String {
+    "video/x-raw,format=\(format),width=\(w),height=\(h),framerate=\(fps)"
+}
+
+let frameNs: UInt = 40_000_000

@@ -1,2 +1,0 @@
-import XCTest
-final class ElementTestsPlaceholder: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
