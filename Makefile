@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas-dev \
-	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build test demo bench clean
@@ -22,6 +22,10 @@ build: deps
 
 test: build
 	$(SWIFT) test -c release
+
+# The main job: a real pipeline on generated input with the bundled small model (Pipelines/demo.sh).
+demo: build
+	Pipelines/demo.sh
 
 clean:
 	rm -rf .build Plugin/lib
