@@ -27,9 +27,8 @@ let package = Package(
         .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "StableDiffusion", dependencies: ["TensorKernels"], swiftSettings: optimize),
         .target(name: "WindowEditor", dependencies: ["StableDiffusion", "TensorKernels"], swiftSettings: optimize),
-        // GObject/GStreamer C callbacks and raw pointers: Swift 5 language mode (no strict Sendable checking).
         .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
-                swiftSettings: optimize + [.swiftLanguageMode(.v5)]),
+                swiftSettings: optimize),
         .executableTarget(name: "OCDEditCLI", dependencies: [
             "WindowEditor", "StableDiffusion", "TensorKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,7 +36,9 @@ let package = Package(
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
         .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor"]),
-        .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"],
-                    swiftSettings: [.swiftLanguageMode(.v5)]),
-    ]
+        .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"]),
+    ],
+    // Kernels share raw pointers across Dispatch threads and the element lives on GObject callbacks: Swift 5 mode
+    // (no strict Sendable checking) everywhere.
+    swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,97 @@
+import Foundation
+
+extension Ops {
+    /// Keys per block of the online softmax: the largest score block ever held is (query block × keyBlock).
+    public static let attentionKeyBlock = 1024
+    public static let attentionQueryBlock = 256
+
+    /// Multi-head attention, memory-bounded: softmax(q·kᵀ/√d + keyLogWeights)·v computed over key blocks with an
+    /// online (running max/sum) softmax, so no full score matrix is ever held.
+    /// q [B, Nq, C], k and v [B, Nk, C], C = heads × headDim; keyLogWeights [B, Nk] is added to every score of its
+    /// key (proportional attention for merged tokens); `causal` masks keys after the query's own position.
+    public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
+                                 keyLogWeights: Tensor? = nil, causal: Bool = false) -> Tensor {
+        let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
+        let nk = k.shape[1]
+        precondition(k.shape == [b, nk, c] && v.shape == [b, nk, c], "attention: q \(q.shape) k \(k.shape) v \(v.shape)")
+        precondition(c % heads == 0, "attention: \(c) channels in \(heads) heads")
+        if let w = keyLogWeights { precondition(w.count == b * nk, "attention: keyLogWeights \(w.shape) for \(b)×\(nk) keys") }
+        let d = c / heads
+        let scale = 1 / Float(d).squareRoot()
+        let out = Tensor(shape: [b, nq, c])
+        let qBlocks = (nq + attentionQueryBlock - 1) / attentionQueryBlock
+        let kb = min(attentionKeyBlock, nk)
+        Parallel.forEach(b * heads * qBlocks) { task in
+            let bi = task / (heads * qBlocks), h = (task / qBlocks) % heads, qb = task % qBlocks
+            let q0 = qb * attentionQueryBlock, rows = min(attentionQueryBlock, nq - q0)
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * kb)
+            let acc = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
+            let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+            let rowSum = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+            defer { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
+            acc.initialize(repeating: 0, count: rows * d)
+            rowMax.initialize(repeating: -Float.infinity, count: rows)
+            rowSum.initialize(repeating: 0, count: rows)
+            let qp = q.data + (bi * nq + q0) * c + h * d
+            var k0 = 0
+            while k0 < nk {
+                if causal && k0 > q0 + rows - 1 { break }
+                let cols = min(kb, nk - k0)
+                let kp = k.data + (bi * nk + k0) * c + h * d
+                let vp = v.data + (bi * nk + k0) * c + h * d
+                gemm(qp, kp, scores, m: rows, n: cols, k: d, transB: true, lda: c, ldb: c, ldc: cols, alpha: scale)
+                for r in 0..<rows {
+                    let s = scores + r * cols
+                    if let w = keyLogWeights {
+                        let wp = w.data + bi * nk + k0
+                        for j in 0..<cols { s[j] += wp[j] }
+                    }
+                    if causal {
+                        let limit = q0 + r - k0 // keys j > limit are masked
+                        if limit < cols - 1 { for j in max(0, limit + 1)..<cols { s[j] = -Float.infinity } }
+                    }
+                    var m = rowMax[r]
+                    for j in 0..<cols { m = max(m, s[j]) }
+                    let correction = rowMax[r] == -Float.infinity ? 0 : expf(rowMax[r] - m)
+                    var sum: Float = 0
+                    if m == -Float.infinity {
+                        for j in 0..<cols { s[j] = 0 }
+                    } else {
+                        for j in 0..<cols { let e = expf(s[j] - m); s[j] = e; sum += e }
+                    }
+                    rowSum[r] = rowSum[r] * correction + sum
+                    rowMax[r] = m
+                    if correction != 1 {
+                        let a = acc + r * d
+                        for i in 0..<d { a[i] *= correction }
+                    }
+                }
+                gemm(scores, vp, acc, m: rows, n: d, k: cols, lda: cols, ldb: c, ldc: d, beta: 1)
+                k0 += cols
+            }
+            let op = out.data + (bi * nq + q0) * c + h * d
+            for r in 0..<rows {
+                let inv = rowSum[r] > 0 ? 1 / rowSum[r] : 0
+                for i in 0..<d { op[r * c + i] = acc[r * d + i] * inv }
+            }
+        }
+        return out
+    }
+
+    /// Full attention probabilities [B, heads, Nq, Nk] (only for few keys, e.g. 77 text tokens).
+    public static func attentionProbabilities(query q: Tensor, key k: Tensor, heads: Int) -> Tensor {
+        let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
+        let nk = k.shape[1], d = c / heads
+        let out = Tensor(shape: [b, heads, nq, nk])
+        let scale = 1 / Float(d).squareRoot()
+        for bi in 0..<b {
+            for h in 0..<heads {
+                let dst = out.data + (bi * heads + h) * nq * nk
+                gemm(q.data + bi * nq * c + h * d, k.data + bi * nk * c + h * d, dst, m: nq, n: nk, k: d,
+                     transB: true, lda: c, ldb: c, ldc: nk, alpha: scale)
+                Parallel.forEach(nq) { r in softmaxRow(dst + r * nk, nk) }
+            }
+        }
+        return out
+    }
+}

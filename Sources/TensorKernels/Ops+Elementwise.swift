@@ -1,0 +1,64 @@
+import Foundation
+
+extension Ops {
+    static func map(_ x: Tensor, _ f: @escaping (Float) -> Float) -> Tensor {
+        let out = Tensor(shape: x.shape)
+        let s = x.data, d = out.data
+        Parallel.forRanges(x.count) { r in for i in r { d[i] = f(s[i]) } }
+        return out
+    }
+
+    public static func silu(_ x: Tensor) -> Tensor { map(x) { $0 / (1 + expf(-$0)) } }
+    public static func sigmoid(_ x: Tensor) -> Tensor { map(x) { 1 / (1 + expf(-$0)) } }
+    /// Exact GELU: x · Φ(x) with the error function.
+    public static func gelu(_ x: Tensor) -> Tensor { map(x) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) } }
+    /// CLIP's quick_gelu: x · sigmoid(1.702 x).
+    public static func quickGelu(_ x: Tensor) -> Tensor { map(x) { $0 / (1 + expf(-1.702 * $0)) } }
+
+    /// x [..., 2C] → h · GELU(gate) with h the first half, gate the second (diffusers GEGLU).
+    public static func geglu(_ x: Tensor) -> Tensor {
+        let c2 = x.shape.last!, c = c2 / 2
+        let rows = x.count / c2
+        let out = Tensor(shape: Array(x.shape.dropLast()) + [c])
+        Parallel.forEach(rows) { r in
+            let s = x.data + r * c2, d = out.data + r * c
+            for i in 0..<c { let g = s[c + i]; d[i] = s[i] * 0.5 * g * (1 + erff(g * 0.70710678118654752)) }
+        }
+        return out
+    }
+
+    public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.count == b.count, "add: \(a.shape) + \(b.shape)")
+        let out = Tensor(shape: a.shape)
+        let x = a.data, y = b.data, d = out.data
+        Parallel.forRanges(a.count) { r in for i in r { d[i] = x[i] + y[i] } }
+        return out
+    }
+
+    public static func addInPlace(_ a: Tensor, _ b: Tensor) {
+        precondition(a.count == b.count, "addInPlace: \(a.shape) + \(b.shape)")
+        let x = a.data, y = b.data
+        Parallel.forRanges(a.count) { r in for i in r { x[i] += y[i] } }
+    }
+
+    public static func mul(_ a: Tensor, _ b: Tensor) -> Tensor {
+        precondition(a.count == b.count, "mul: \(a.shape) * \(b.shape)")
+        let out = Tensor(shape: a.shape)
+        let x = a.data, y = b.data, d = out.data
+        Parallel.forRanges(a.count) { r in for i in r { d[i] = x[i] * y[i] } }
+        return out
+    }
+
+    public static func scale(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 * s } }
+
+    /// x [B, C, ...] += bias [B, C] (or [C]) broadcast over the spatial dimensions.
+    public static func addChannelBiasInPlace(_ x: Tensor, _ bias: Tensor) {
+        let b = x.shape[0], c = x.shape[1], spatial = x.count / (b * c)
+        precondition(bias.count == c || bias.count == b * c, "addChannelBias: \(bias.shape) on \(x.shape)")
+        Parallel.forEach(b * c) { bc in
+            let v = bias.count == c ? bias.data[bc % c] : bias.data[bc]
+            let p = x.data + bc * spatial
+            for i in 0..<spatial { p[i] += v }
+        }
+    }
+}

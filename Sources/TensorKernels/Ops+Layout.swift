@@ -1,0 +1,78 @@
+extension Ops {
+    /// [B, C, H, W] → [B, H·W, C].
+    public static func toTokens(_ x: Tensor) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let n = h * w
+        let out = Tensor(shape: [b, n, c])
+        Parallel.forEach(b * c) { bc in
+            let bi = bc / c, ci = bc % c
+            let s = x.data + bc * n, d = out.data + bi * n * c + ci
+            for i in 0..<n { d[i * c] = s[i] }
+        }
+        return out
+    }
+
+    /// [B, H·W, C] → [B, C, H, W].
+    public static func fromTokens(_ x: Tensor, height: Int, width: Int) -> Tensor {
+        let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
+        precondition(n == height * width, "fromTokens: \(x.shape) is not \(height)×\(width) tokens")
+        let out = Tensor(shape: [b, c, height, width])
+        Parallel.forEach(b * c) { bc in
+            let bi = bc / c, ci = bc % c
+            let s = x.data + bi * n * c + ci, d = out.data + bc * n
+            for i in 0..<n { d[i] = s[i * c] }
+        }
+        return out
+    }
+
+    /// Nearest-neighbour 2× upsampling of [B, C, H, W].
+    public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let out = Tensor(shape: [b, c, 2 * h, 2 * w])
+        Parallel.forEach(b * c) { bc in
+            let s = x.data + bc * h * w, d = out.data + bc * 4 * h * w
+            for y in 0..<h {
+                let row = d + 2 * y * 2 * w
+                for xx in 0..<w { let v = s[y * w + xx]; row[2 * xx] = v; row[2 * xx + 1] = v }
+                (row + 2 * w).update(from: row, count: 2 * w)
+            }
+        }
+        return out
+    }
+
+    /// Concatenation along `dim`.
+    public static func concat(_ ts: [Tensor], dim: Int) -> Tensor {
+        precondition(!ts.isEmpty, "concat of nothing")
+        var shape = ts[0].shape
+        shape[dim] = ts.reduce(0) { $0 + $1.shape[dim] }
+        let out = Tensor(shape: shape)
+        let outer = shape[..<dim].reduce(1, *)
+        let inner = shape[(dim + 1)...].reduce(1, *)
+        var offset = 0
+        for t in ts {
+            precondition(t.rank == shape.count && zip(t.shape, shape).enumerated().allSatisfy { $0.offset == dim || $0.element.0 == $0.element.1 },
+                         "concat: \(t.shape) does not fit \(shape) on dim \(dim)")
+            let run = t.shape[dim] * inner
+            for o in 0..<outer { (out.data + o * shape[dim] * inner + offset).update(from: t.data + o * run, count: run) }
+            offset += run
+        }
+        return out
+    }
+
+    /// Splits along `dim` into pieces of the given sizes.
+    public static func split(_ x: Tensor, dim: Int, sizes: [Int]) -> [Tensor] {
+        precondition(sizes.reduce(0, +) == x.shape[dim], "split \(x.shape) on \(dim) into \(sizes)")
+        let outer = x.shape[..<dim].reduce(1, *)
+        let inner = x.shape[(dim + 1)...].reduce(1, *)
+        var offset = 0
+        return sizes.map { size in
+            var shape = x.shape
+            shape[dim] = size
+            let t = Tensor(shape: shape)
+            let run = size * inner
+            for o in 0..<outer { (t.data + o * run).update(from: x.data + o * x.shape[dim] * inner + offset, count: run) }
+            offset += run
+            return t
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+extension Ops {
+    /// GroupNorm over x [B, C, ...spatial] with per-channel affine; optional fused SiLU.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false) -> Tensor {
+        let b = x.shape[0], c = x.shape[1]
+        precondition(c % groups == 0, "groupNorm: \(c) channels in \(groups) groups")
+        let spatial = x.count / (b * c)
+        let cpg = c / groups
+        let out = Tensor(shape: x.shape)
+        Parallel.forEach(b * groups) { bg in
+            let base = bg * cpg * spatial
+            let src = x.data + base, dst = out.data + base
+            let n = cpg * spatial
+            var sum = 0.0
+            for i in 0..<n { sum += Double(src[i]) }
+            let mean = sum / Double(n)
+            var sq = 0.0
+            for i in 0..<n { let d = Double(src[i]) - mean; sq += d * d }
+            let inv = 1 / (sq / Double(n) + Double(eps)).squareRoot()
+            let g = bg % groups
+            for cc in 0..<cpg {
+                let ch = g * cpg + cc
+                let scale = Float(inv) * (weight?.data[ch] ?? 1)
+                let shift = (bias?.data[ch] ?? 0) - Float(mean) * scale
+                let s = src + cc * spatial, d = dst + cc * spatial
+                if silu {
+                    for i in 0..<spatial { let v = s[i] * scale + shift; d[i] = v / (1 + expf(-v)) }
+                } else {
+                    for i in 0..<spatial { d[i] = s[i] * scale + shift }
+                }
+            }
+        }
+        return out
+    }
+
+    /// LayerNorm over the last dimension.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+        let c = x.shape.last!
+        let rows = x.count / c
+        let out = Tensor(shape: x.shape)
+        Parallel.forEach(rows) { r in
+            let s = x.data + r * c, d = out.data + r * c
+            var sum = 0.0
+            for i in 0..<c { sum += Double(s[i]) }
+            let mean = sum / Double(c)
+            var sq = 0.0
+            for i in 0..<c { let v = Double(s[i]) - mean; sq += v * v }
+            let inv = Float(1 / (sq / Double(c) + Double(eps)).squareRoot())
+            let m = Float(mean)
+            for i in 0..<c { d[i] = (s[i] - m) * inv * (weight?.data[i] ?? 1) + (bias?.data[i] ?? 0) }
+        }
+        return out
+    }
+
+    /// Softmax over the last dimension.
+    public static func softmaxLastDim(_ x: Tensor) -> Tensor {
+        let c = x.shape.last!
+        let out = x.copy()
+        Parallel.forEach(x.count / c) { r in softmaxRow(out.data + r * c, c) }
+        return out
+    }
+
+    @inline(__always)
+    static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        var m = -Float.infinity
+        for i in 0..<n { m = max(m, p[i]) }
+        var s: Float = 0
+        for i in 0..<n { let e = expf(p[i] - m); p[i] = e; s += e }
+        let inv = 1 / s
+        for i in 0..<n { p[i] *= inv }
+    }
+}
