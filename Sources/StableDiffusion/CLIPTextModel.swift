@@ -1,0 +1,81 @@
+import Foundation
+import TensorKernels
+
+public struct CLIPTextConfig: Sendable {
+    public var vocabSize = 49408, hiddenSize = 768, intermediateSize = 3072
+    public var layers = 12, heads = 12, maxPositions = 77
+    public var quickGelu = true
+    public var layerNormEps: Float = 1e-5
+
+    public init() {}
+    public init(_ c: JSONConfig) throws {
+        vocabSize = c.int("vocab_size", 49408)
+        hiddenSize = c.int("hidden_size", 512)
+        intermediateSize = c.int("intermediate_size", 2048)
+        layers = c.int("num_hidden_layers", 12)
+        heads = c.int("num_attention_heads", 8)
+        maxPositions = c.int("max_position_embeddings", 77)
+        layerNormEps = Float(c.double("layer_norm_eps", 1e-5))
+        let act = c.string("hidden_act", "quick_gelu")
+        guard act == "quick_gelu" || act == "gelu" else { throw ModelError("\(c.source): unsupported hidden_act \(act)") }
+        quickGelu = act == "quick_gelu"
+    }
+}
+
+/// transformers `CLIPTextModel`: token + position embeddings, pre-LN encoder layers with a causal mask, final LN.
+public final class CLIPTextModel {
+    public let config: CLIPTextConfig
+    let tokenEmbedding: Tensor, positionEmbedding: Tensor
+    let layers: [(ln1: LayerNorm, q: Linear, k: Linear, v: Linear, out: Linear, ln2: LayerNorm, fc1: Linear, fc2: Linear)]
+    let finalNorm: LayerNorm
+
+    public convenience init(folder: URL) throws {
+        let config = try CLIPTextConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
+        let weights = try CheckpointWeights(folder: folder)
+        try self.init(config: config, weights: weights)
+        try weights.finish()
+    }
+
+    public init(config: CLIPTextConfig, weights w: WeightSource) throws {
+        self.config = config
+        // transformers ≤ 4 saves keys under "text_model."; transformers 5 saves them without the prefix.
+        let d = config.hiddenSize
+        let p = w.contains("text_model.embeddings.token_embedding.weight") ? "text_model" : ""
+        func key(_ s: String) -> String { p.isEmpty ? s : "\(p).\(s)" }
+        tokenEmbedding = try w.take(key("embeddings.token_embedding.weight"), shape: [config.vocabSize, d])
+        positionEmbedding = try w.take(key("embeddings.position_embedding.weight"), shape: [config.maxPositions, d])
+        layers = try (0..<config.layers).map { i in
+            let l = key("encoder.layers.\(i)")
+            return (try LayerNorm(w, "\(l).layer_norm1", d, eps: config.layerNormEps),
+                    try Linear(w, "\(l).self_attn.q_proj", d, d), try Linear(w, "\(l).self_attn.k_proj", d, d),
+                    try Linear(w, "\(l).self_attn.v_proj", d, d), try Linear(w, "\(l).self_attn.out_proj", d, d),
+                    try LayerNorm(w, "\(l).layer_norm2", d, eps: config.layerNormEps),
+                    try Linear(w, "\(l).mlp.fc1", d, config.intermediateSize), try Linear(w, "\(l).mlp.fc2", config.intermediateSize, d))
+        }
+        finalNorm = try LayerNorm(w, key("final_layer_norm"), d, eps: config.layerNormEps)
+    }
+
+    /// last_hidden_state [P, L, D] for P id sequences of equal length L (77 for SD).
+    public func callAsFunction(_ inputIds: [[Int32]]) -> Tensor {
+        let p = inputIds.count, l = inputIds.first?.count ?? 0, d = config.hiddenSize
+        precondition(inputIds.allSatisfy { $0.count == l } && l <= config.maxPositions, "text encoder: ids of unequal or excessive length")
+        var x = Tensor(shape: [p, l, d])
+        for (i, ids) in inputIds.enumerated() {
+            for (j, id) in ids.enumerated() {
+                let token = Int(id)
+                precondition(token >= 0 && token < config.vocabSize, "token id \(token) outside the vocabulary")
+                let dst = x.data + (i * l + j) * d, te = tokenEmbedding.data + token * d, pe = positionEmbedding.data + j * d
+                for c in 0..<d { dst[c] = te[c] + pe[c] }
+            }
+        }
+        for layer in layers {
+            let h = layer.ln1(x)
+            let a = Ops.attention(query: layer.q(h), key: layer.k(h), value: layer.v(h), heads: config.heads, causal: true)
+            Ops.addInPlace(x, layer.out(a))
+            let f = layer.fc1(layer.ln2(x))
+            Ops.addInPlace(x, layer.fc2(config.quickGelu ? Ops.quickGelu(f) : Ops.gelu(f)))
+        }
+        x = finalNorm(x)
+        return x
+    }
+}

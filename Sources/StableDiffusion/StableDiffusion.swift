@@ -1,2 +1,0 @@
-// Stable Diffusion models (filled by the model work).
-import TensorKernels

@@ -1,2 +1,0 @@
-import XCTest
-final class StableDiffusionTestsPlaceholder: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
