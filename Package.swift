@@ -5,7 +5,7 @@
 //   -> TensorKernels (tensor maths) -> COpenBLAS / CGStreamer / CGstShim (C system libraries)
 import PackageDescription
 
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let optimize: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "ocdedit",
