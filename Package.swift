@@ -35,7 +35,7 @@ let package = Package(
         ], swiftSettings: optimize),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
-        .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor"]),
+        .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor", "StableDiffusion", "TensorKernels"]),
         .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"]),
     ],
     // Kernels share raw pointers across Dispatch threads and the element lives on GObject callbacks: Swift 5 mode

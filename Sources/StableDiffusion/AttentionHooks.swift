@@ -11,20 +11,37 @@ public struct AttentionLayerInfo: Sendable {
     public let isCrossAttention: Bool
 }
 
+/// Keys/values for self-attention chosen by a hook: token groups (each [1, M_g, C], normed hidden states before
+/// to_k/to_v) and, per batch item, the groups its queries attend to. Each group's K/V is projected once, however
+/// many items use it (cross-frame attention shares the first frame's K/V among all frames).
+public struct KeyValueGroups {
+    public var tokens: [Tensor]
+    /// Per group: log of each token's merged size [1, M_g] (proportional attention), or nil for all-ones.
+    public var logWeights: [Tensor?]
+    /// Per batch item: indices into `tokens`, concatenated in this order.
+    public var itemGroups: [[Int]]
+
+    public init(tokens: [Tensor], logWeights: [Tensor?], itemGroups: [[Int]]) {
+        precondition(tokens.count == logWeights.count, "KeyValueGroups: \(tokens.count) groups, \(logWeights.count) weights")
+        self.tokens = tokens
+        self.logWeights = logWeights
+        self.itemGroups = itemGroups
+    }
+}
+
 /// Lets the window editor change self-attention (cross-frame keys/values, token merging) and observe
 /// cross-attention maps, without the model knowing about windows.
 public protocol UNetAttentionHooks: AnyObject {
-    /// Self-attention (attn1): `x` is the normed hidden states [B, N = h·w, C]. Return the key/value *source* tokens
-    /// [B, M, C] (the model applies to_k/to_v to them) and optional per-key log weights [B, M] added to the scores
-    /// (proportional attention for merged tokens). nil = plain self-attention on `x`.
-    func selfAttentionKeyValueSource(_ x: Tensor, layer: AttentionLayerInfo) -> (tokens: Tensor, logWeights: Tensor?)?
+    /// Self-attention (attn1): `x` is the normed hidden states [B, N = h·w, C]. Return the key/value groups each
+    /// batch item attends to; nil = plain self-attention on `x`.
+    func selfAttentionKeyValues(_ x: Tensor, layer: AttentionLayerInfo) -> KeyValueGroups?
     /// Cross-attention (attn2): true to receive head-averaged probabilities [B, N, 77] through `observeCrossAttention`.
     func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool
     func observeCrossAttention(_ probabilities: Tensor, layer: AttentionLayerInfo)
 }
 
 extension UNetAttentionHooks {
-    public func selfAttentionKeyValueSource(_ x: Tensor, layer: AttentionLayerInfo) -> (tokens: Tensor, logWeights: Tensor?)? { nil }
+    public func selfAttentionKeyValues(_ x: Tensor, layer: AttentionLayerInfo) -> KeyValueGroups? { nil }
     public func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool { false }
     public func observeCrossAttention(_ probabilities: Tensor, layer: AttentionLayerInfo) {}
 }
@@ -46,12 +63,34 @@ struct Attention {
         toOut = try Linear(w, "\(prefix).to_out.0", queryDim, queryDim, aliases: alias("proj_attn"))
     }
 
-    /// x [B, N, C]; context [B, M, D] (nil = self-attention on `kvSource` or x).
-    func callAsFunction(_ x: Tensor, context: Tensor? = nil, kvSource: Tensor? = nil, keyLogWeights: Tensor? = nil) -> Tensor {
+    /// x [B, N, C]; context [B, M, D] (nil = self-attention on x).
+    func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
         let q = toQ(x)
-        let src = context ?? kvSource ?? x
-        let y = Ops.attention(query: q, key: toK(src), value: toV(src), heads: heads, keyLogWeights: keyLogWeights)
+        let src = context ?? x
+        let y = Ops.attention(query: q, key: toK(src), value: toV(src), heads: heads)
         return toOut(y)
+    }
+
+    /// Self-attention of x [B, N, C] over hook-chosen key/value groups: K/V projected once per group, then each
+    /// item's queries attend to the concatenation of its groups (with their log weights).
+    func callAsFunction(_ x: Tensor, groups kv: KeyValueGroups) -> Tensor {
+        let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
+        precondition(kv.itemGroups.count == b, "KeyValueGroups for \(kv.itemGroups.count) items, batch \(b)")
+        let q = toQ(x)
+        let keys = kv.tokens.map { toK($0) }, values = kv.tokens.map { toV($0) }
+        let out = Tensor(shape: [b, n, c])
+        for item in 0..<b {
+            let g = kv.itemGroups[item]
+            let k = g.count == 1 ? keys[g[0]] : Ops.concat(g.map { keys[$0] }, dim: 1)
+            let v = g.count == 1 ? values[g[0]] : Ops.concat(g.map { values[$0] }, dim: 1)
+            var w: Tensor? = nil
+            if g.contains(where: { kv.logWeights[$0] != nil }) {
+                w = Ops.concat(g.map { kv.logWeights[$0] ?? Tensor(shape: [1, kv.tokens[$0].shape[1]]) }, dim: 1)
+            }
+            let y = Ops.attention(query: q.slice(first: item, length: 1), key: k, value: v, heads: heads, keyLogWeights: w)
+            out.data.advanced(by: item * n * c).update(from: y.data, count: n * c)
+        }
+        return toOut(out)
     }
 
     /// Head-averaged attention probabilities [B, N, M] of x over context.

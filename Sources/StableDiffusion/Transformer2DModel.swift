@@ -18,13 +18,13 @@ struct BasicTransformerBlock {
     func callAsFunction(_ x: Tensor, context: Tensor, height: Int, width: Int, hooks: UNetAttentionHooks?) -> Tensor {
         let c = x.shape[2]
         let n1 = norm1(x)
-        var kv: Tensor? = nil, logWeights: Tensor? = nil
-        if let hooks, let source = hooks.selfAttentionKeyValueSource(n1, layer: AttentionLayerInfo(
-            name: attn1.name, height: height, width: width, channels: c, heads: attn1.heads, isCrossAttention: false)) {
-            kv = source.tokens
-            logWeights = source.logWeights
+        let info1 = AttentionLayerInfo(name: attn1.name, height: height, width: width, channels: c, heads: attn1.heads,
+                                       isCrossAttention: false)
+        if let hooks, let groups = hooks.selfAttentionKeyValues(n1, layer: info1) {
+            Ops.addInPlace(x, attn1(n1, groups: groups))
+        } else {
+            Ops.addInPlace(x, attn1(n1))
         }
-        Ops.addInPlace(x, attn1(n1, kvSource: kv, keyLogWeights: logWeights))
         let n2 = norm2(x)
         if let hooks {
             let info = AttentionLayerInfo(name: attn2.name, height: height, width: width, channels: c, heads: attn2.heads, isCrossAttention: true)

@@ -1,8 +1,5 @@
 /// Chooses the editor for the element's settings.
 public enum EditorFactory {
-    /// Filled by the diffusion editor (`DiffusionWindowEditor.register()`); nil means no diffusion editor is built in.
-    nonisolated(unsafe) public static var diffusionEditorMaker: ((EditorSettings) throws -> WindowEditing)?
-
     /// Returns the editor, and a warning for the bus when the element will not edit.
     public static func make(settings: EditorSettings) throws -> (editor: WindowEditing, warning: String?) {
         if settings.previewMask {
@@ -14,9 +11,6 @@ public enum EditorFactory {
         guard let prompt = settings.prompt, !prompt.isEmpty else {
             return (PassthroughEditor(), "no prompt set (property 'prompt'): frames pass through unedited")
         }
-        guard let maker = diffusionEditorMaker else {
-            return (PassthroughEditor(), "diffusion editor not available in this build: frames pass through unedited")
-        }
-        return (try maker(settings), nil)
+        return (try DiffusionWindowEditor(settings: settings), nil)
     }
 }

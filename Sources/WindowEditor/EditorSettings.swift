@@ -54,8 +54,13 @@ public struct EditorSettings: Sendable, Equatable {
     public var ocdSampling: Bool = true
     /// `blend-step`: fraction of the schedule after which foreground and background are denoised jointly, 0.0…1.0. Default 0.5.
     public var blendStep: Double = 0.5
-    /// `background-steps`: denoising steps given to the background before the blend; 0 = follow the inverted trajectory. 0…1000. Default 0.
+    /// `background-steps`: full-frame UNet evaluations spent on the background's inverted trajectory up to the blend
+    /// level (the steps between reuse the last prediction: φ = joint steps / background-steps); 0 = one per step
+    /// (exact DDIM inversion). Only used when object-centric sampling crops the foreground. 0…1000. Default 0.
     public var backgroundSteps: Int = 0
+    /// `inversion-iterations`: fixed-point iterations per DDIM inversion step: the step is repeated with the
+    /// prediction taken at its own result, so denoising retraces it more closely. 1 = plain DDIM inversion. 1…20. Default 1.
+    public var inversionIterations: Int = 1
     /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
     public var preserveBackground: Bool = true
     /// `context-margin`: margin in latent pixels around the mask's box for the foreground crop, 0…64. Default 4.

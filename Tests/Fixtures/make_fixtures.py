@@ -9,6 +9,8 @@ Writes:
   Tests/Fixtures/ddim/*.safetensors                  DDIMScheduler step and inversion references
   Tests/Fixtures/tiny-sd1, tiny-sd2                  tiny random diffusers pipelines (F16 weights) + reference/ I/O
   Models/tiny-sd                                     the bundled demo model (= tiny-sd1 without reference/)
+  Tests/Fixtures/tome/*.safetensors                  tomesd's bipartite soft matching (no randomness) inputs/outputs
+Pass part names (tokenizer ddim tiny tome) to regenerate only those.
 Every random tensor comes from a fixed seed, so a rerun reproduces the same files.
 """
 import gzip, json, os, shutil, random
@@ -127,6 +129,27 @@ def ddim_fixture():
     print("ddim: written")
 
 
+def tome_fixture():
+    """tomesd.merge.bipartite_soft_matching_random2d with no_rand=True, merge mode "mean"."""
+    from tomesd.merge import bipartite_soft_matching_random2d
+    out = os.path.join(FIX, "tome")
+    os.makedirs(out, exist_ok=True)
+    for name, (h, w, c, ratio) in {"8x8": (8, 8, 16, 0.5), "7x6": (7, 6, 8, 0.3), "12x16": (12, 16, 32, 0.7)}.items():
+        g = torch.Generator().manual_seed(h * 100 + w)
+        metric = torch.randn(2, h * w, c, generator=g)
+        x = torch.randn(2, h * w, c, generator=g)
+        r = int(h * w * ratio)
+        merge, _ = bipartite_soft_matching_random2d(metric, w, h, 2, 2, r, no_rand=True)
+        # tomesd orders destinations by an (unstable) torch argsort of its dst/src buffer: record that order, the
+        # same call on the same buffer, so the test can compare destination rows one for one.
+        buf = torch.zeros(h, w, dtype=torch.int64)
+        buf[0:(h // 2) * 2:2, 0:(w // 2) * 2:2] = -1
+        dst_order = buf.reshape(1, -1, 1).argsort(dim=1)[0, :(h // 2) * (w // 2), 0]
+        save_file({"metric": metric, "x": x, "merged": merge(x), "dst_order": dst_order,
+                   "shape": torch.tensor([h, w, r], dtype=torch.int64)}, os.path.join(out, f"tome_{name}.safetensors"))
+    print("tome: written")
+
+
 def perturb_and_round(model, seed):
     """Give every parameter (also the zero-initialised ones) small random values, rounded to F16."""
     g = torch.Generator().manual_seed(seed)
@@ -221,10 +244,18 @@ def tiny_pipeline(name, sd2, tokenizer_dir, seed):
     return folder
 
 
-def main():
-    tokdir = clip_bpe_files()
-    tokenizer_fixture()
-    ddim_fixture()
+def main(parts):
+    everything = not parts
+    if everything or "tokenizer" in parts or "tiny" in parts:
+        tokdir = clip_bpe_files()
+    if everything or "tokenizer" in parts:
+        tokenizer_fixture()
+    if everything or "ddim" in parts:
+        ddim_fixture()
+    if everything or "tome" in parts:
+        tome_fixture()
+    if not (everything or "tiny" in parts):
+        return
     sd1 = tiny_pipeline("tiny-sd1", False, tokdir, 1)
     tiny_pipeline("tiny-sd2", True, tokdir, 2)
     bundled = os.path.join(ROOT, "Models", "tiny-sd")
@@ -235,4 +266,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1:])

@@ -1,0 +1,137 @@
+// The window editor: prepare (scale, VAE-encode, latent masks) → ObjectCentricSampler (inversion, guided edit,
+// cross-frame attention, token merging) → decode what changed → feathered composite over the input frames.
+import Foundation
+import StableDiffusion
+import TensorKernels
+
+/// What one window edit cost, for benchmarks and logs.
+public struct EditReport: Sendable {
+    public var sampling = SamplingReport()
+    public var processingWidth = 0, processingHeight = 0
+    public var seconds = 0.0
+    /// True when no frame had a masked pixel and the window came back untouched.
+    public var skipped = false
+}
+
+public final class DiffusionWindowEditor: WindowEditing {
+    public let pipeline: StableDiffusionPipeline
+    public let settings: EditorSettings
+    public private(set) var lastReport = EditReport()
+    private var prompts: (source: Tensor, target: Tensor, negative: Tensor)?
+
+    /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
+    public convenience init(settings: EditorSettings) throws {
+        guard let path = settings.modelPath, !path.isEmpty else { throw ModelError("no model folder set") }
+        try self.init(pipeline: StableDiffusionPipeline(folder: URL(fileURLWithPath: path)), settings: settings)
+    }
+
+    public init(pipeline: StableDiffusionPipeline, settings: EditorSettings) throws {
+        guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
+            throw ModelError("processing-size \(settings.processingSize) is not a positive multiple of 64")
+        }
+        self.pipeline = pipeline
+        self.settings = settings
+    }
+
+    /// Processing canvas for a frame: short side = processing-size, long side keeps the aspect, multiple of 64.
+    public static func processingSize(width: Int, height: Int, shortSide: Int) -> (width: Int, height: Int) {
+        let long = Double(max(width, height)) / Double(min(width, height)) * Double(shortSide)
+        let l = max(64, Int((long / 64).rounded()) * 64)
+        return width >= height ? (l, shortSide) : (shortSide, l)
+    }
+
+    public func edit(frames: [Frame], masks: [Mask], isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame] {
+        precondition(frames.count == masks.count, "one mask per frame")
+        let start = Date()
+        var report = EditReport()
+        defer { report.seconds = Date().timeIntervalSince(start); lastReport = report }
+        guard let first = frames.first else { return [] }
+        let (W, H) = (first.width, first.height)
+        let masks = masks.map { $0.scaled(width: W, height: H) }
+        let threshold = settings.maskThreshold
+        // Nothing masked: nothing to edit, and the UNet never runs.
+        if settings.preserveBackground && !masks.contains(where: { $0.pixels.contains { Int($0) >= threshold } }) {
+            report.skipped = true
+            return frames
+        }
+        let vae = pipeline.vae
+        let (pw, ph) = Self.processingSize(width: W, height: H, shortSide: settings.processingSize)
+        report.processingWidth = pw
+        report.processingHeight = ph
+        let down = vae.config.downscale
+        let (lw, lh) = (pw / down, ph / down)
+
+        // 1. Prepare: scale, encode the window as one batch, latent masks.
+        if isCancelled() { throw EditCancelled() }
+        let images = frames.map { RGBImage($0).resized(width: pw, height: ph) }
+        let encodedLatents = vae.encode(ImageTensors.tensor(images))
+        let latents = Ops.scale(encodedLatents, vae.scalingFactor)
+        // The edit region must cover the feathered edge: dilate by the feather radius in latent cells, plus one.
+        let featherLatent = Int((Double(settings.feather / 2) * Double(pw) / Double(W) / Double(down)).rounded(.up))
+        var region: [[Float]] = [], saliency: [[Float]] = []
+        for m in masks {
+            let (hard, soft) = Self.latentMasks(m, threshold: threshold, width: lw, height: lh)
+            region.append(settings.preserveBackground
+                ? LatentRegions.dilate(hard, height: lh, width: lw, radius: 1 + featherLatent)
+                : [Float](repeating: 1, count: lh * lw))
+            saliency.append(soft)
+        }
+        let p = promptEmbeddings()
+        let sampler = ObjectCentricSampler(unet: pipeline.unet, scheduler: pipeline.scheduler, settings: settings)
+        let inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency,
+                                    source: p.source, target: p.target, negative: p.negative)
+        let edited: Tensor
+        do {
+            edited = try sampler.run(inputs, isCancelled: isCancelled)
+        } catch {
+            report.sampling = sampler.report
+            throw error
+        }
+        report.sampling = sampler.report
+        if isCancelled() { throw EditCancelled() }
+
+        // 2. Decode only the changed area (one box size for the window so it stays one batch), with a margin for
+        //    the decoder's reach.
+        let boxes = LatentRegions.commonBoxes(region, height: lh, width: lw, margin: 2, multiple: 1)
+        let crops = Ops.scale(LatentRegions.crop(edited, boxes), 1 / vae.scalingFactor)
+        let decoded = ImageTensors.images(vae.decode(crops))
+
+        // 3. Composite through the feathered mask.
+        return frames.indices.map { i in
+            let alpha = settings.preserveBackground
+                ? FeatherMask(mask: masks[i], threshold: threshold, feather: settings.feather)
+                : FeatherMask(fullWidth: W, height: H)
+            return Compositor.composite(frames[i], edited: decoded[i], originX: boxes[i].x * down, originY: boxes[i].y * down,
+                                        canvasWidth: pw, canvasHeight: ph, alpha: alpha)
+        }
+    }
+
+    /// Source, target and negative prompt embeddings [1, 77, D], computed once per editor.
+    private func promptEmbeddings() -> (source: Tensor, target: Tensor, negative: Tensor) {
+        if let prompts { return prompts }
+        let e = pipeline.encode(prompts: [settings.sourcePrompt, settings.prompt ?? "", settings.negativePrompt])
+        let parts = Ops.split(e, dim: 0, sizes: [1, 1, 1])
+        prompts = (parts[0], parts[1], parts[2])
+        return prompts!
+    }
+
+    /// The mask on the latent grid: hard = any pixel of the cell at or above the threshold; soft = mean value / 255.
+    static func latentMasks(_ m: Mask, threshold: Int, width lw: Int, height lh: Int) -> (hard: [Float], soft: [Float]) {
+        var hard = [Float](repeating: 0, count: lw * lh), soft = hard
+        for ly in 0..<lh {
+            let y0 = ly * m.height / lh, y1 = max(y0 + 1, (ly + 1) * m.height / lh)
+            for lx in 0..<lw {
+                let x0 = lx * m.width / lw, x1 = max(x0 + 1, (lx + 1) * m.width / lw)
+                var sum = 0, any = false
+                for y in y0..<min(y1, m.height) { for x in x0..<min(x1, m.width) {
+                    let v = Int(m.pixels[y * m.width + x])
+                    sum += v
+                    if v >= threshold { any = true }
+                } }
+                hard[ly * lw + lx] = any ? 1 : 0
+                soft[ly * lw + lx] = Float(sum) / Float(255 * max(1, (min(y1, m.height) - y0) * (min(x1, m.width) - x0)))
+            }
+        }
+        return (hard, soft)
+    }
+}

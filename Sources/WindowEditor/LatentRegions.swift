@@ -1,0 +1,91 @@
+// Boxes and masks on the latent grid: foreground crops, latent blending, crop/paste of [F, C, h, w] tensors.
+import TensorKernels
+
+/// A rectangle of latent pixels.
+public struct LatentBox: Sendable, Equatable {
+    public var x: Int, y: Int, width: Int, height: Int
+    public init(x: Int, y: Int, width: Int, height: Int) { (self.x, self.y, self.width, self.height) = (x, y, width, height) }
+    public var area: Int { width * height }
+}
+
+enum LatentRegions {
+    /// Bounding box of the nonzero cells of `mask` (h×w), nil when empty.
+    static func boundingBox(_ mask: [Float], height h: Int, width w: Int) -> LatentBox? {
+        var (x0, y0, x1, y1) = (w, h, -1, -1)
+        for y in 0..<h { for x in 0..<w where mask[y * w + x] > 0 {
+            x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
+        } }
+        return x1 < 0 ? nil : LatentBox(x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1)
+    }
+
+    /// One box per frame, all of the same size (so the window stays one batch): each frame's mask box grown by
+    /// `margin`, the largest width and height over the window rounded up to `multiple`, centred on each frame's box
+    /// and kept inside the latent. Frames with an empty mask get a centred box.
+    static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int, multiple: Int) -> [LatentBox] {
+        let boxes = masks.map { boundingBox($0, height: h, width: w) }
+        func roundUp(_ v: Int, _ limit: Int) -> Int { min(limit, max(multiple, (v + multiple - 1) / multiple * multiple)) }
+        let bw = roundUp((boxes.compactMap { $0?.width }.max() ?? 0) + 2 * margin, w)
+        let bh = roundUp((boxes.compactMap { $0?.height }.max() ?? 0) + 2 * margin, h)
+        return boxes.map { b in
+            let cx = b.map { 2 * $0.x + $0.width } ?? w, cy = b.map { 2 * $0.y + $0.height } ?? h // doubled centres
+            let x = min(max(0, (cx - bw) / 2), w - bw), y = min(max(0, (cy - bh) / 2), h - bh)
+            return LatentBox(x: x, y: y, width: bw, height: bh)
+        }
+    }
+
+    /// x [F, C, h, w] → [F, C, bh, bw] cut at each frame's box.
+    static func crop(_ x: Tensor, _ boxes: [LatentBox]) -> Tensor {
+        let (f, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (bh, bw) = (boxes[0].height, boxes[0].width)
+        let out = Tensor(shape: [f, c, bh, bw])
+        for i in 0..<f { for ch in 0..<c { for y in 0..<bh {
+            (out.data + ((i * c + ch) * bh + y) * bw).update(from: x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x, count: bw)
+        } } }
+        return out
+    }
+
+    /// Writes the crops [F, C, bh, bw] back into x [F, C, h, w].
+    static func paste(_ crops: Tensor, into x: Tensor, _ boxes: [LatentBox]) {
+        let (f, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (bh, bw) = (crops.shape[2], crops.shape[3])
+        for i in 0..<f { for ch in 0..<c { for y in 0..<bh {
+            (x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x).update(from: crops.data + ((i * c + ch) * bh + y) * bw, count: bw)
+        } } }
+    }
+
+    /// A per-frame h×w map cut at each frame's box.
+    static func crop(_ maps: [[Float]], height h: Int, width w: Int, _ boxes: [LatentBox]) -> [[Float]] {
+        zip(maps, boxes).map { m, b in
+            var out = [Float](repeating: 0, count: b.area)
+            for y in 0..<b.height { for x in 0..<b.width { out[y * b.width + x] = m[(b.y + y) * w + b.x + x] } }
+            return out
+        }
+    }
+
+    /// x ← m·x + (1 − m)·reference, m per frame over h×w, broadcast over channels.
+    static func blend(_ x: Tensor, reference: Tensor, masks: [[Float]]) {
+        let (f, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        for i in 0..<f { for ch in 0..<c {
+            let p = x.data + (i * c + ch) * hw, r = reference.data + (i * c + ch) * hw
+            let m = masks[i]
+            for k in 0..<hw where m[k] < 1 { p[k] = r[k] + m[k] * (p[k] - r[k]) }
+        } }
+    }
+
+    /// Binary dilation of an h×w mask by `radius` cells (square structuring element).
+    static func dilate(_ mask: [Float], height h: Int, width w: Int, radius: Int) -> [Float] {
+        guard radius > 0 else { return mask }
+        var rows = [Float](repeating: 0, count: h * w), out = rows
+        for y in 0..<h { for x in 0..<w {
+            var v: Float = 0
+            for xx in max(0, x - radius)...min(w - 1, x + radius) where mask[y * w + xx] > 0 { v = 1; break }
+            rows[y * w + x] = v
+        } }
+        for y in 0..<h { for x in 0..<w {
+            var v: Float = 0
+            for yy in max(0, y - radius)...min(h - 1, y + radius) where rows[yy * w + x] > 0 { v = 1; break }
+            out[y * w + x] = v
+        } }
+        return out
+    }
+}

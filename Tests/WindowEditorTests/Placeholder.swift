@@ -1,2 +1,0 @@
-import XCTest
-final class WindowEditorTestsPlaceholder: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
