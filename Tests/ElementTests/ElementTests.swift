@@ -193,4 +193,65 @@ final class ElementTests: XCTestCase {
         gst_query_unref(query)
         gst_object_unref(src)
     }
+
+    /// A real edit with the bundled model: 16 frames of 128×96 and a moving ball mask in, 16 frames out with their
+    /// timestamps; the masked area changes, and every pixel beyond the feather of the mask keeps its bytes.
+    func testEditsWithBundledModel() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Models/tiny-sd").path
+        let (W, H, count, feather) = (128, 96, 16, 4)
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(W, H)) ! ocdedit name=e window-size=8 model=\(model) \
+            prompt="a blue ball" source-prompt="a red ball" steps=4 processing-size=128 feather=\(feather) ! \
+            appsink name=sink sync=false \
+            appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(W),height=\(H),framerate=25/1 ! e.mask
+            """)
+        p.play()
+        var inputs: [[UInt8]] = [], masks: [[UInt8]] = []
+        for i in 0..<count {
+            let cx = 30 + 4 * i, cy = 48
+            var rgb = [UInt8](repeating: 0, count: W * H * 3), m = [UInt8](repeating: 0, count: W * H)
+            for y in 0..<H { for x in 0..<W {
+                let k = y * W + x, inBall = (x - cx) * (x - cx) + (y - cy) * (y - cy) <= 225
+                rgb[3 * k] = inBall ? 230 : UInt8((x * 2 + y) % 256)
+                rgb[3 * k + 1] = inBall ? 30 : UInt8((y * 3) % 256)
+                rgb[3 * k + 2] = inBall ? 30 : 90
+                m[k] = inBall ? 255 : 0
+            } }
+            inputs.append(rgb); masks.append(m)
+            p.pushMask(m, pts: UInt(i) * frameNs, duration: frameNs)
+            p.pushVideo(rgb, pts: UInt(i) * frameNs)
+        }
+        p.endMask()
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 120)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0.1))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), (0..<count).map { UInt($0) * frameNs })
+        for (i, f) in frames.enumerated() where i < count {
+            var changedInBall = 0
+            let r = feather / 2
+            for y in 0..<H { for x in 0..<W {
+                var near = false
+                for yy in max(0, y - r)...min(H - 1, y + r) { for xx in max(0, x - r)...min(W - 1, x + r) where masks[i][yy * W + xx] > 0 { near = true } }
+                let k = y * W + x
+                if !near {
+                    XCTAssertEqual(Array(f.bytes[(3 * k)..<(3 * k + 3)]), Array(inputs[i][(3 * k)..<(3 * k + 3)]), "frame \(i) (\(x),\(y)) changed outside the mask")
+                } else if masks[i][k] > 0 && f.bytes[3 * k..<3 * k + 3] != inputs[i][3 * k..<3 * k + 3] {
+                    changedInBall += 1
+                }
+            } }
+            XCTAssertGreaterThan(changedInBall, 200, "frame \(i): the ball was not edited")
+        }
+    }
+
+    /// A model folder that does not exist is a bus error naming it, not a crash or a hang.
+    func testMissingModelIsABusError() throws {
+        let p = try videoOnly(window: 2, extra: "model=/nonexistent/sd prompt=cat")
+        p.play()
+        for i in 0..<2 { p.pushVideo(solid(9, 9, 9), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let error = p.busMessage(GST_MESSAGE_ERROR, timeout: 20)
+        XCTAssertTrue(error?.contains("/nonexistent/sd") == true, "got: \(error ?? "nil")")
+    }
 }
