@@ -27,5 +27,16 @@ test: build
 demo: build
 	Pipelines/demo.sh
 
+# ocdedit beside diffusers/PyTorch on the same shapes (Benchmarks/compare.sh); the reference stack goes into
+# .venv-bench from Benchmarks/requirements.txt (PyPI, about 6 GB with torch's CUDA wheels).
+BENCH_VENV := .venv-bench
+bench: build $(BENCH_VENV)/bin/python
+	PYTHON=$(BENCH_VENV)/bin/python Benchmarks/compare.sh
+
+$(BENCH_VENV)/bin/python: Benchmarks/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r Benchmarks/requirements.txt
+	touch $@
+
 clean:
 	rm -rf .build Plugin/lib

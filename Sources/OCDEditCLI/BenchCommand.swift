@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import StableDiffusion
 import TensorKernels
+import WindowEditor
 
 /// `ocdedit bench unet|vae|edit|gemm` (DESIGN.md §2): a human summary, then one JSON object as the last line.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
-                                                    subcommands: [GemmBench.self, UNetBench.self, VAEBench.self])
+                                                    subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self])
 }
 
 /// Peak resident memory of this process (VmHWM), bytes.
@@ -90,16 +91,20 @@ struct UNetBench: ParsableCommand {
     }
 }
 
+func sd15VAE() throws -> AutoencoderKL {
+    var c = AutoencoderKLConfig()
+    c.blockOutChannels = [128, 256, 512, 512]
+    c.layersPerBlock = 2
+    return try AutoencoderKL(config: c, weights: RandomWeights(seed: 1))
+}
+
 struct VAEBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "vae", abstract: "SD VAE encode + decode, random weights.")
     @Option(help: "Image size in pixels.") var size = 256
 
     func run() throws {
         let roofline = measureGemmRoofline()
-        var c = AutoencoderKLConfig()
-        c.blockOutChannels = [128, 256, 512, 512]
-        c.layersPerBlock = 2
-        let vae = try AutoencoderKL(config: c, weights: RandomWeights(seed: 1))
+        let vae = try sd15VAE()
         let x = Tensor.randomNormal(shape: [1, 3, size, size], seed: 2)
         var z: Tensor!
         let enc = seconds { z = vae.encode(x) }
@@ -112,4 +117,94 @@ struct VAEBench: ParsableCommand {
         printJSON(["bench": "vae", "size": size, "seconds_per_forward": enc + dec, "encode_seconds": enc, "decode_seconds": dec,
                    "gflops": rate, "roofline_fraction": rate / roofline, "peak_rss_bytes": peakRSSBytes()])
     }
+}
+
+/// One window through the editor with the SD 1.5 architecture (random weights in memory, the bundled model's real
+/// CLIP tokenizer and SD 1.x scheduler): baseline and/or OCD, wall-clock seconds and the UNet work each spent.
+struct EditBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "edit", abstract: "One window edit, SD 1.5 architecture, random weights.")
+    @Option(help: "Frames in the window.") var frames = 8
+    @Option(help: "Frame and processing size in pixels (square).") var size = 256
+    @Option(help: "DDIM steps of the schedule.") var steps = 20
+    @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
+    @Option(help: "baseline, ocd, or compare (both, then the speed-up).") var mode = "compare"
+    @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/tiny-sd"
+    @Option(help: "OCD blend step (fraction of the edit on the foreground crop).") var blendStep = EditorSettings().blendStep
+    @Option(help: "OCD token merging ratio.") var tomeRatio = EditorSettings().tomeRatio
+    @Option(help: "OCD context margin (latent pixels).") var contextMargin = EditorSettings().contextMargin
+    @Option(help: "OCD background steps (0 = one per step).") var backgroundSteps = EditorSettings().backgroundSteps
+    @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.") var crossFrame = EditorSettings().crossFrame.rawValue
+
+    func run() throws {
+        guard ["baseline", "ocd", "compare"].contains(mode) else { throw ValidationError("--mode baseline|ocd|compare") }
+        guard let cross = CrossFrameAttention(rawValue: crossFrame) else { throw ValidationError("unknown --cross-frame \(crossFrame)") }
+        let folder = URL(fileURLWithPath: model)
+        var pipeline: StableDiffusionPipeline!
+        let build = try seconds2 {
+            pipeline = StableDiffusionPipeline(
+                folder: folder, tokenizer: try CLIPTokenizer(folder: folder.appendingPathComponent("tokenizer")),
+                textEncoder: try CLIPTextModel(config: CLIPTextConfig(), weights: RandomWeights(seed: 5)),
+                unet: try sd15UNet(), vae: try sd15VAE(),
+                scheduler: try DDIMScheduler(folder: folder.appendingPathComponent("scheduler")))
+        }
+        // Frames: a smooth pattern; mask: a centred disc of the asked coverage.
+        let radius = (coverage * Double(size * size) / Double.pi).squareRoot()
+        var window: [Frame] = [], masks: [Mask] = []
+        for f in 0..<frames {
+            var rgb = [UInt8](repeating: 0, count: size * size * 3), m = [UInt8](repeating: 0, count: size * size)
+            for y in 0..<size { for x in 0..<size {
+                let k = y * size + x
+                rgb[3 * k] = UInt8((x + 2 * f) % 256); rgb[3 * k + 1] = UInt8(y % 256); rgb[3 * k + 2] = UInt8((x ^ y) % 256)
+                let dx = Double(x) + 0.5 - Double(size) / 2 - Double(f), dy = Double(y) + 0.5 - Double(size) / 2
+                m[k] = dx * dx + dy * dy <= radius * radius ? 255 : 0
+            } }
+            window.append(Frame(format: .rgb, width: size, height: size, planes: [rgb]))
+            masks.append(Mask(width: size, height: size, pixels: m))
+        }
+        let actualCoverage = masks[0].coverage(threshold: 128)
+        var results: [String: (seconds: Double, report: SamplingReport)] = [:]
+        for m in (mode == "compare" ? ["baseline", "ocd"] : [mode]) {
+            var s = EditorSettings()
+            s.modelPath = model
+            s.prompt = "a red sports car"
+            s.sourcePrompt = "a car"
+            s.steps = steps
+            s.processingSize = size
+            s.mode = EditMode(rawValue: m)!
+            s.blendStep = blendStep
+            s.tomeRatio = tomeRatio
+            s.contextMargin = contextMargin
+            s.backgroundSteps = backgroundSteps
+            s.crossFrame = cross
+            let editor = try DiffusionWindowEditor(pipeline: pipeline, settings: s)
+            _ = try editor.edit(frames: window, masks: masks, isCancelled: { false })
+            let r = editor.lastReport
+            results[m] = (r.seconds, r.sampling)
+            print(String(format: "%@: %.1f s for %d frames at %d px, %d steps (%d UNet calls, %d token-steps, %.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps)",
+                         m, r.seconds, frames, size, steps, r.sampling.unetCalls, r.sampling.unetTokenSteps,
+                         Double(r.sampling.attentionPairs), 100 * r.sampling.cropFraction, r.sampling.foregroundSteps, r.sampling.jointSteps))
+        }
+        var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": steps, "mask_coverage": actualCoverage,
+                                   "build_seconds": build, "peak_rss_bytes": peakRSSBytes()]
+        let main = results["ocd"] ?? results["baseline"]!
+        json["mode"] = results["ocd"] != nil ? "ocd" : "baseline"
+        json["seconds"] = main.seconds
+        json["unet_token_steps"] = main.report.unetTokenSteps
+        json["attention_pairs"] = main.report.attentionPairs
+        if let b = results["baseline"], let o = results["ocd"] {
+            json["baseline_seconds"] = b.seconds
+            json["baseline_unet_token_steps"] = b.report.unetTokenSteps
+            json["speedup"] = b.seconds / o.seconds
+            json["token_step_ratio"] = Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps)
+            print(String(format: "OCD speed-up: %.2f× in seconds, %.2f× in UNet token-steps (mask %.0f%% of the frame)",
+                         b.seconds / o.seconds, Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps), 100 * actualCoverage))
+        }
+        printJSON(json)
+    }
+}
+
+func seconds2(_ body: () throws -> Void) throws -> Double {
+    let start = DispatchTime.now()
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }

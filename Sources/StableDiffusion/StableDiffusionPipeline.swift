@@ -35,6 +35,17 @@ public final class StableDiffusionPipeline {
         }
     }
 
+    /// A pipeline from components built elsewhere (benchmarks build SD 1.5 with random weights in memory).
+    public init(folder: URL, tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel,
+                vae: AutoencoderKL, scheduler: DDIMScheduler) {
+        self.folder = folder
+        self.tokenizer = tokenizer
+        self.textEncoder = textEncoder
+        self.unet = unet
+        self.vae = vae
+        self.scheduler = scheduler
+    }
+
     /// Prompt embeddings [P, 77, D].
     public func encode(prompts: [String]) -> Tensor {
         textEncoder(prompts.map { tokenizer.inputIds($0) })

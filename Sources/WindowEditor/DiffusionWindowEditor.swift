@@ -29,6 +29,9 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw ModelError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
+        guard settings.mode == .ocd || settings.mode == .baseline else {
+            throw ModelError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd or mode=baseline")
+        }
         self.pipeline = pipeline
         self.settings = settings
     }

@@ -52,8 +52,8 @@ public struct EditorSettings: Sendable, Equatable {
     public var mode: EditMode = .ocd
     /// `ocd-sampling`: object-centric sampling on/off (mode=ocd). Default true.
     public var ocdSampling: Bool = true
-    /// `blend-step`: fraction of the schedule after which foreground and background are denoised jointly, 0.0…1.0. Default 0.5.
-    public var blendStep: Double = 0.5
+    /// `blend-step`: fraction of the schedule after which foreground and background are denoised jointly, 0.0…1.0. Default 0.8.
+    public var blendStep: Double = 0.8
     /// `background-steps`: full-frame UNet evaluations spent on the background's inverted trajectory up to the blend
     /// level (the steps between reuse the last prediction: φ = joint steps / background-steps); 0 = one per step
     /// (exact DDIM inversion). Only used when object-centric sampling crops the foreground. 0…1000. Default 0.
@@ -63,8 +63,8 @@ public struct EditorSettings: Sendable, Equatable {
     public var inversionIterations: Int = 1
     /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
     public var preserveBackground: Bool = true
-    /// `context-margin`: margin in latent pixels around the mask's box for the foreground crop, 0…64. Default 4.
-    public var contextMargin: Int = 4
+    /// `context-margin`: margin in latent pixels around the mask's box for the foreground crop, 0…64. Default 2.
+    public var contextMargin: Int = 2
     /// `tome-ratio`: share of key/value tokens merged in self-attention, 0.0…0.9. Default 0.5.
     public var tomeRatio: Double = 0.5
     /// `tome-foreground-weight`: how strongly saliency protects foreground tokens from merging, 0.0…1.0. Default 1.0.

@@ -19,13 +19,19 @@ enum LatentRegions {
     }
 
     /// One box per frame, all of the same size (so the window stays one batch): each frame's mask box grown by
-    /// `margin`, the largest width and height over the window rounded up to `multiple`, centred on each frame's box
+    /// `margin`, the largest width and height over the window rounded up to `multiple` (see `size`), centred on each frame's box
     /// and kept inside the latent. Frames with an empty mask get a centred box.
     static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int, multiple: Int) -> [LatentBox] {
         let boxes = masks.map { boundingBox($0, height: h, width: w) }
         func roundUp(_ v: Int, _ limit: Int) -> Int { min(limit, max(multiple, (v + multiple - 1) / multiple * multiple)) }
-        let bw = roundUp((boxes.compactMap { $0?.width }.max() ?? 0) + 2 * margin, w)
-        let bh = roundUp((boxes.compactMap { $0?.height }.max() ?? 0) + 2 * margin, h)
+        // The margin is best effort: when box + margin would round up to the whole latent but the box alone does
+        // not, the crop is the box rounded up (its slack is the context), so small latents still get a crop.
+        func size(_ box: Int, _ limit: Int) -> Int {
+            let wanted = roundUp(box + 2 * margin, limit)
+            return wanted >= limit ? roundUp(box, limit) : wanted
+        }
+        let bw = size(boxes.compactMap { $0?.width }.max() ?? 0, w)
+        let bh = size(boxes.compactMap { $0?.height }.max() ?? 0, h)
         return boxes.map { b in
             let cx = b.map { 2 * $0.x + $0.width } ?? w, cy = b.map { 2 * $0.y + $0.height } ?? h // doubled centres
             let x = min(max(0, (cx - bw) / 2), w - bw), y = min(max(0, (cy - bh) / 2), h - bh)

@@ -201,6 +201,15 @@ final class DiffusionEditorTests: XCTestCase {
             .edit(frames: w.frames, masks: w.masks, isCancelled: { true })) { XCTAssertTrue($0 is EditCancelled) }
     }
 
+    func testUnimplementedModesAreRefused() throws {
+        let pipe = try model()
+        for mode in [EditMode.blended, .reatco, .tokenflow] {
+            XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: settings { $0.mode = mode })) {
+                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
+            }
+        }
+    }
+
     func testMissingModelIsAClearError() {
         var s = settings()
         s.modelPath = "/nonexistent/model"
