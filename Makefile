@@ -33,10 +33,9 @@ BENCH_VENV := .venv-bench
 bench: build $(BENCH_VENV)/bin/python
 	PYTHON=$(BENCH_VENV)/bin/python Benchmarks/compare.sh
 
-$(BENCH_VENV)/bin/python: Benchmarks/requirements.txt
+$(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r Benchmarks/requirements.txt
-	touch $@
 
 clean:
 	rm -rf .build Plugin/lib

@@ -112,7 +112,7 @@ let propertyTable: [PropertyDefinition] = {
                      "Object-centric sampling: denoise only the foreground crop before the blend step",
                      d.ocdSampling, \.editor.ocdSampling),
         doubleProperty("blend-step", "Blend step",
-                       "Fraction of the schedule after which foreground and background are denoised jointly",
+                       "Fraction of the edit run on the foreground crop before the whole frame is denoised jointly",
                        0.0...1.0, d.blendStep, \.editor.blendStep),
         intProperty("background-steps", "Background steps",
                     "Full-frame UNet steps spent on the background's inverted trajectory up to the blend step (0 = one per step)",

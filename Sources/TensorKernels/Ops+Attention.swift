@@ -50,14 +50,13 @@ extension Ops {
                         let limit = q0 + r - k0 // keys j > limit are masked
                         if limit < cols - 1 { for j in max(0, limit + 1)..<cols { s[j] = -Float.infinity } }
                     }
-                    var m = rowMax[r]
-                    for j in 0..<cols { m = max(m, s[j]) }
+                    let m = maximum(s, cols, start: rowMax[r])
                     let correction = rowMax[r] == -Float.infinity ? 0 : expf(rowMax[r] - m)
                     var sum: Float = 0
                     if m == -Float.infinity {
                         for j in 0..<cols { s[j] = 0 }
                     } else {
-                        for j in 0..<cols { let e = expf(s[j] - m); s[j] = e; sum += e }
+                        sum = expShiftSum(s, cols, minus: m)
                     }
                     rowSum[r] = rowSum[r] * correction + sum
                     rowMax[r] = m

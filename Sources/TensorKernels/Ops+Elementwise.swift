@@ -8,7 +8,11 @@ extension Ops {
         return out
     }
 
-    public static func silu(_ x: Tensor) -> Tensor { map(x) { $0 / (1 + expf(-$0)) } }
+    public static func silu(_ x: Tensor) -> Tensor {
+        let out = Tensor(shape: x.shape)
+        Parallel.forRanges(x.count) { r in siluAffine(x.data + r.lowerBound, out.data + r.lowerBound, r.count, scale: 1, shift: 0) }
+        return out
+    }
     public static func sigmoid(_ x: Tensor) -> Tensor { map(x) { 1 / (1 + expf(-$0)) } }
     /// Exact GELU: x · Φ(x) with the error function.
     public static func gelu(_ x: Tensor) -> Tensor { map(x) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) } }

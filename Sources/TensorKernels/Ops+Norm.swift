@@ -25,7 +25,7 @@ extension Ops {
                 let shift = (bias?.data[ch] ?? 0) - Float(mean) * scale
                 let s = src + cc * spatial, d = dst + cc * spatial
                 if silu {
-                    for i in 0..<spatial { let v = s[i] * scale + shift; d[i] = v / (1 + expf(-v)) }
+                    siluAffine(s, d, spatial, scale: scale, shift: shift)
                 } else {
                     for i in 0..<spatial { d[i] = s[i] * scale + shift }
                 }
@@ -63,10 +63,9 @@ extension Ops {
 
     @inline(__always)
     static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n { m = max(m, p[i]) }
-        var s: Float = 0
-        for i in 0..<n { let e = expf(p[i] - m); p[i] = e; s += e }
+        let m = maximum(p, n)
+        if m == -Float.infinity { for i in 0..<n { p[i] = 0 }; return }
+        let s = expShiftSum(p, n, minus: m)
         let inv = 1 / s
         for i in 0..<n { p[i] *= inv }
     }

@@ -52,7 +52,7 @@ public struct EditorSettings: Sendable, Equatable {
     public var mode: EditMode = .ocd
     /// `ocd-sampling`: object-centric sampling on/off (mode=ocd). Default true.
     public var ocdSampling: Bool = true
-    /// `blend-step`: fraction of the schedule after which foreground and background are denoised jointly, 0.0…1.0. Default 0.8.
+    /// `blend-step`: fraction of the edit run on the foreground crop before the whole frame is denoised jointly, 0.0…1.0. Default 0.8.
     public var blendStep: Double = 0.8
     /// `background-steps`: full-frame UNet evaluations spent on the background's inverted trajectory up to the blend
     /// level (the steps between reuse the last prediction: φ = joint steps / background-steps); 0 = one per step
