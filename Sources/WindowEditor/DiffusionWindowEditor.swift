@@ -27,10 +27,10 @@ public final class DiffusionWindowEditor: WindowEditing {
 
     public init(pipeline: StableDiffusionPipeline, settings: EditorSettings) throws {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
-            throw ModelError("processing-size \(settings.processingSize) is not a positive multiple of 64")
+            throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
         guard settings.mode == .ocd || settings.mode == .baseline else {
-            throw ModelError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd or mode=baseline")
+            throw WindowEditError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd or mode=baseline")
         }
         self.pipeline = pipeline
         self.settings = settings
@@ -50,6 +50,9 @@ public final class DiffusionWindowEditor: WindowEditing {
         defer { report.seconds = Date().timeIntervalSince(start); lastReport = report }
         guard let first = frames.first else { return [] }
         let (W, H) = (first.width, first.height)
+        guard frames.allSatisfy({ $0.width == W && $0.height == H && $0.format == first.format }) else {
+            throw WindowEditError("a window mixes frame sizes or formats; the editor needs one size and format per window")
+        }
         let masks = masks.map { $0.scaled(width: W, height: H) }
         let threshold = settings.maskThreshold
         // Nothing masked: nothing to edit, and the UNet never runs.

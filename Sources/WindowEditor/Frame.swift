@@ -43,6 +43,12 @@ public struct EditCancelled: Error {
     public init() {}
 }
 
+/// A one-line error about the editor's settings or input that a user can act on.
+public struct WindowEditError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// Edits one window: `frames.count == masks.count`, every mask already at the frame's size.
 /// Returns exactly one frame per input frame, same format and size. Throws `EditCancelled`
 /// when `isCancelled()` turns true (flush/seek), or an error whose description a user can act on.
