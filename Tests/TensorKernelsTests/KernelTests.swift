@@ -151,4 +151,21 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(row[3], 0)
         XCTAssertEqual(sum, [1, 2, 3, 0.5, 7, 1, 1, 2, 3, 4].reduce(Float(0)) { $0 + expf($1 - 7) }, accuracy: 1e-6)
     }
+
+    /// Winograd F(2×2, 3×3) equals the im2col convolution (odd and even sizes, batch > 1, with and without bias).
+    func testWinogradConvolution() {
+        for (n, c, o, h, w) in [(2, 5, 7, 6, 8), (3, 4, 3, 7, 5), (1, 16, 8, 1 + 2, 9)] {
+            let x = Tensor.randomNormal(shape: [n, c, h, w], seed: 11)
+            let wt = Tensor.randomNormal(shape: [o, c, 3, 3], seed: 12)
+            let bias = Tensor.randomNormal(shape: [o], seed: 13)
+            for b in [bias, nil] {
+                let ref = Ops.conv2d(x, weight: wt, bias: b, stride: 1, padding: 1)
+                let y = Ops.conv2dWinograd(x, weight: WinogradWeight(wt), bias: b)
+                XCTAssertEqual(y.shape, ref.shape)
+                var err: Float = 0, scale: Float = 0
+                for i in 0..<y.count { err = max(err, abs(y.data[i] - ref.data[i])); scale = max(scale, abs(ref.data[i])) }
+                XCTAssertLessThan(err / scale, 1e-5, "\(n)×\(c)×\(h)×\(w) → \(o)")
+            }
+        }
+    }
 }
