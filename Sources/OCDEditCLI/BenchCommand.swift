@@ -24,9 +24,9 @@ func printJSON(_ fields: [String: Any]) {
     print(String(decoding: data, as: UTF8.self))
 }
 
-func seconds(_ body: () -> Void) -> Double {
+func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now()
-    body()
+    try body()
     return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
 
@@ -75,7 +75,7 @@ struct UNetBench: ParsableCommand {
     func run() throws {
         let roofline = measureGemmRoofline()
         var unet: UNet2DConditionModel!
-        let build = seconds { unet = try! sd15UNet() }
+        let build = try seconds { unet = try sd15UNet() }
         let latent = size / 8
         let x = Tensor.randomNormal(shape: [batch, 4, latent, latent], seed: 3)
         let ctx = Tensor.randomNormal(shape: [batch, 77, 768], seed: 4)
@@ -140,7 +140,7 @@ struct EditBench: ParsableCommand {
         guard let cross = CrossFrameAttention(rawValue: crossFrame) else { throw ValidationError("unknown --cross-frame \(crossFrame)") }
         let folder = URL(fileURLWithPath: model)
         var pipeline: StableDiffusionPipeline!
-        let build = try seconds2 {
+        let build = try seconds {
             pipeline = StableDiffusionPipeline(
                 folder: folder, tokenizer: try CLIPTokenizer(folder: folder.appendingPathComponent("tokenizer")),
                 textEncoder: try CLIPTextModel(config: CLIPTextConfig(), weights: RandomWeights(seed: 5)),
@@ -203,8 +203,3 @@ struct EditBench: ParsableCommand {
     }
 }
 
-func seconds2(_ body: () throws -> Void) throws -> Double {
-    let start = DispatchTime.now()
-    try body()
-    return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-}

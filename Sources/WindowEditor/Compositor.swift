@@ -37,8 +37,6 @@ struct FeatherMask {
         height = h
         alpha = [Float](repeating: 1, count: w * h)
     }
-
-    var isEmpty: Bool { !alpha.contains { $0 > 0 } }
 }
 
 enum Compositor {

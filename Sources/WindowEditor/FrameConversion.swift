@@ -26,16 +26,18 @@ struct RGBImage {
             let cw = (width + 1) / 2
             for y in 0..<height { for x in 0..<width {
                 let i = y * width + x, ci = (y / 2) * cw + x / 2
-                let rgb = Self.rgb(y: frame.planes[0][i], u: frame.planes[1][ci], v: frame.planes[2][ci])
-                for c in 0..<3 { planes[c][i] = rgb[c] }
+                let (r, g, b) = Self.rgb(y: frame.planes[0][i], u: frame.planes[1][ci], v: frame.planes[2][ci])
+                planes[0][i] = r
+                planes[1][i] = g
+                planes[2][i] = b
             } }
         }
     }
 
-    static func rgb(y: UInt8, u: UInt8, v: UInt8) -> [Float] {
+    static func rgb(y: UInt8, u: UInt8, v: UInt8) -> (Float, Float, Float) {
         let l = 1.164383 * (Float(y) - 16), cb = Float(u) - 128, cr = Float(v) - 128
-        return [(l + 1.596027 * cr) / 255, (l - 0.391762 * cb - 0.812968 * cr) / 255, (l + 2.017232 * cb) / 255]
-            .map { min(max($0, 0), 1) }
+        func unit(_ v: Float) -> Float { min(max(v / 255, 0), 1) }
+        return (unit(l + 1.596027 * cr), unit(l - 0.391762 * cb - 0.812968 * cr), unit(l + 2.017232 * cb))
     }
 
     /// BT.601 limited-range Y, U, V of an RGB triple in [0, 1].
