@@ -4,8 +4,24 @@
 //   GstOCDEdit (element, GStreamer plumbing) -> WindowEditor (algorithms) -> StableDiffusion (models)
 //   -> TensorKernels (tensor maths) -> COpenBLAS / CGStreamer / CGstShim (C system libraries)
 import PackageDescription
+import Foundation
 
+// On an x86-64 build host with AVX2 and FMA (this project's machines), kernels are compiled for that CPU
+// (`-target-cpu haswell`: SIMD8 as one ymm register, `addingProduct` as vfmadd) and see OCDEDIT_FMA. The binary then
+// needs such a CPU; OCDEDIT_TARGET_CPU=generic at build time gives a portable one (slower kernels).
+let hostHasAVX2FMA: Bool = {
+    #if arch(x86_64)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+    let set = Set(flags.split(separator: " ").map(String.init))
+    return set.contains("avx2") && set.contains("fma")
+    #else
+    return false
+    #endif
+}()
+let targetCPU = ProcessInfo.processInfo.environment["OCDEDIT_TARGET_CPU"] ?? (hostHasAVX2FMA ? "haswell" : "generic")
 let optimize: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
+    + (targetCPU == "generic" ? [] : [.unsafeFlags(["-target-cpu", targetCPU]), .define("OCDEDIT_FMA")])
 
 let package = Package(
     name: "ocdedit",

@@ -7,7 +7,7 @@ import WindowEditor
 /// `ocdedit bench unet|vae|edit|gemm` (DESIGN.md §2): a human summary, then one JSON object as the last line.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
-                                                    subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self])
+                                                    subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self])
 }
 
 /// Peak resident memory of this process (VmHWM), bytes.
@@ -42,12 +42,45 @@ func measureGemmRoofline(size n: Int = 2048, repeats: Int = 3) -> Double {
 struct GemmBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gemm", abstract: "The machine's sgemm roofline (2048³).")
     @Option(help: "Matrix size.") var size = 2048
+    @Option(help: "Also time C[m,n] = A[m,k]·B[k,n] at this shape, as m,n,k (e.g. a convolution's 320,4096,2880).") var shape: String?
 
-    func run() {
+    func run() throws {
+        if let shape {
+            let d = shape.split(separator: ",").compactMap { Int($0) }
+            guard d.count == 3 else { throw ValidationError("--shape m,n,k") }
+            let a = Tensor.randomNormal(shape: [d[0], d[2]], seed: 1), b = Tensor.randomNormal(shape: [d[2], d[1]], seed: 2)
+            let c = Tensor(shape: [d[0], d[1]])
+            Ops.gemm(a.data, b.data, c.data, m: d[0], n: d[1], k: d[2])
+            let best = (0..<5).map { _ in seconds { Ops.gemm(a.data, b.data, c.data, m: d[0], n: d[1], k: d[2]) } }.min()!
+            print(String(format: "sgemm %d×%d×%d: %.1f GFLOP/s", d[0], d[1], d[2], 2 * Double(d[0] * d[1] * d[2]) / best / 1e9))
+        }
         let gflops = measureGemmRoofline(size: size)
         print(String(format: "sgemm %d³ on %d cores: %.1f GFLOP/s", size, Parallel.cores, gflops))
         printJSON(["bench": "gemm", "size": size, "gflops": gflops, "roofline_fraction": 1.0, "seconds": 2 * pow(Double(size), 3) / gflops / 1e9,
                    "peak_rss_bytes": peakRSSBytes()])
+    }
+}
+
+/// Self-attention alone at one UNet level (default: SD 1.5 at 512 px, 64×64 tokens, 320 channels in 8 heads).
+struct AttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attention", abstract: "Multi-head self-attention kernel.")
+    @Option(help: "Tokens (queries = keys).") var tokens = 4096
+    @Option(help: "Channels (heads × head size).") var channels = 320
+    @Option var heads = 8
+    @Option var batch = 1
+    @Option var repeats = 3
+
+    func run() {
+        let roofline = measureGemmRoofline()
+        let q = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 1)
+        let k = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 2)
+        let v = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 3)
+        let best = (0..<repeats).map { _ in seconds { _ = Ops.attention(query: q, key: k, value: v, heads: heads) } }.min()!
+        let gflop = 4 * Double(batch * tokens * tokens * channels) / 1e9
+        print(String(format: "attention %d tokens × %d channels / %d heads, batch %d: %.3f s (%.0f GFLOP/s, %.0f%% of roofline)",
+                     tokens, channels, heads, batch, best, gflop / best, 100 * gflop / best / roofline))
+        printJSON(["bench": "attention", "tokens": tokens, "channels": channels, "heads": heads, "seconds": best,
+                   "gflops": gflop / best, "roofline_fraction": gflop / best / roofline, "peak_rss_bytes": peakRSSBytes()])
     }
 }
 
@@ -80,8 +113,10 @@ struct UNetBench: ParsableCommand {
         let x = Tensor.randomNormal(shape: [batch, 4, latent, latent], seed: 3)
         let ctx = Tensor.randomNormal(shape: [batch, 77, 768], seed: 4)
         let times = Array(repeating: Float(500), count: batch)
+        Profiler.reset()
         let timings = (0..<repeats).map { _ in seconds { _ = unet(x, timesteps: times, encoderHiddenStates: ctx) } }
         let best = timings.min()!
+        if Profiler.enabled { print("time by kernel over \(repeats) forward(s) (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
         let gflop = sd15UNetGFLOP(latent: latent) * Double(batch)
         let rate = gflop / best
         print(String(format: "SD 1.5 UNet, %d px (latent %d×%d), batch %d: %.2f s per forward (%.0f GFLOP/s, %.0f%% of the %.0f GFLOP/s sgemm roofline); weights built in %.1f s",

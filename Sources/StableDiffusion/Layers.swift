@@ -14,31 +14,33 @@ struct Linear {
 
 /// nn.Conv2d (NCHW).
 struct Conv2d {
-    let weight: Tensor
+    /// The weight [O, C, kh, kw] for the im2col path; nil when the convolution runs as Winograd (its weight is then
+    /// kept only in the Winograd domain, 16/9 of the original size instead of both).
+    let weight: Tensor?
     let bias: Tensor?
     let stride: Int
     let pad: (top: Int, left: Int, bottom: Int, right: Int)
-    /// 3×3 stride-1 padding-1 convolutions with enough channels may run as Winograd F(2×2, 3×3) (opt-in, below).
+    /// 3×3 stride-1 padding-1 convolutions with enough channels run as Winograd F(2×2, 3×3).
     let winograd: WinogradWeight?
     init(_ w: WeightSource, _ prefix: String, _ inC: Int, _ outC: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
          pad: (Int, Int, Int, Int)? = nil) throws {
-        weight = try w.take("\(prefix).weight", shape: [outC, inC, kernel, kernel])
+        let full = try w.take("\(prefix).weight", shape: [outC, inC, kernel, kernel])
         bias = try w.take("\(prefix).bias", shape: [outC])
         self.stride = stride
         let p = padding ?? kernel / 2
         self.pad = pad.map { ($0.0, $0.1, $0.2, $0.3) } ?? (p, p, p, p)
-        winograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1) && inC >= Conv2d.winogradMinimumChannels
+        let useWinograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1) && inC >= Conv2d.winogradMinimumChannels
             && Conv2d.winogradEnabled
-            ? WinogradWeight(weight) : nil
+        winograd = useWinograd ? WinogradWeight(full) : nil
+        weight = useWinograd ? nil : full
     }
     static let winogradMinimumChannels = 16
-    /// Winograd is opt-in (`OCDEDIT_WINOGRAD=1`): it passes the parity tests, but on this machine's noisy 2 cores
-    /// its gain at 512 px was within run-to-run variation (≈10 %), and its weights take 16/9 of the 3×3 weights
-    /// on top of them (+2.4 GB for SD 1.5), which would break the 8 GiB batch-16 budget.
-    static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] == "1"
+    /// Winograd is the default (`OCDEDIT_WINOGRAD=0` turns it off, e.g. for A/B timing): 2.25× fewer multiplies in
+    /// the 3×3 convolutions, which are half of the UNet's and most of the VAE's work; the parity tests hold with it.
+    static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] != "0"
     func callAsFunction(_ x: Tensor) -> Tensor {
-        if let winograd, x.shape[2] >= 2, x.shape[3] >= 2 { return Ops.conv2dWinograd(x, weight: winograd, bias: bias) }
-        return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, pad: pad)
+        if let winograd { return Ops.conv2dWinograd(x, weight: winograd, bias: bias) }
+        return Ops.conv2d(x, weight: weight!, bias: bias, stride: stride, pad: pad)
     }
 }
 

@@ -3,9 +3,16 @@
 // Inputs below −87 give exactly 0 (so −∞ masks stay masks).
 
 extension Ops {
+    // Lane-wise max/min as compare-and-select: one vmaxps/vminps. The stdlib's pointwiseMax/pointwiseMin and
+    // `clamped` are generic calls with per-lane NaN handling (measured: 12 % of an attention layer).
+    @inline(__always)
+    public static func vmax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: a .< b) }
+    @inline(__always)
+    public static func vmin(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .< a) }
+
     @inline(__always)
     public static func exp8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let clamped = x.clamped(lowerBound: SIMD8(repeating: -87), upperBound: SIMD8(repeating: 88))
+        let clamped = vmin(vmax(x, SIMD8(repeating: -87)), SIMD8(repeating: 88))
         // Round to the nearest integer with the 1.5·2^23 trick: the sum's low mantissa bits hold n (no per-lane
         // float→int conversion, which Swift's generic SIMD init does lane by lane).
         let magic = SIMD8<Float>(repeating: 12_582_912)
@@ -54,7 +61,7 @@ extension Ops {
         var i = 0
         let raw = UnsafeRawPointer(p)
         while i + 8 <= n {
-            acc = pointwiseMax(acc, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            acc = vmax(acc, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
             i += 8
         }
         var m = acc.max()
@@ -75,4 +82,26 @@ extension Ops {
         }
         while i < n { let v = s[i] * scale + shift; d[i] = v / (1 + exp8(SIMD8(repeating: -v))[0]); i += 1 }
     }
+
+    /// Φ(x) = ½·erfc(−x/√2), the standard normal CDF (exact GELU's gate), 8 lanes at a time: erfc from Numerical
+    /// Recipes' Chebyshev fit t·exp(−z² + P(t)), t = 1/(1 + z/2), fractional error < 1.2e-7 for every z.
+    @inline(__always)
+    public static func normalCDF8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let z = (x * 0.707_106_78).replacing(with: x * -0.707_106_78, where: x .< 0) // |x|/√2
+        let t = 1 / (1 + 0.5 * z)
+        var p = SIMD8<Float>(repeating: 0.170_872_77)
+        p = p * t - 0.822_152_23
+        p = p * t + 1.488_515_87
+        p = p * t - 1.135_203_98
+        p = p * t + 0.278_868_07
+        p = p * t - 0.186_288_06
+        p = p * t + 0.096_784_18
+        p = p * t + 0.374_091_96
+        p = p * t + 1.000_023_68
+        p = p * t - 1.265_512_23
+        let erfcZ = t * exp8(p - z * z) // erfc(|x|/√2)
+        // x ≥ 0: Φ = 1 − ½·erfc(|x|/√2); x < 0: Φ = ½·erfc(|x|/√2).
+        return (1 - 0.5 * erfcZ).replacing(with: 0.5 * erfcZ, where: x .< 0)
+    }
 }
+

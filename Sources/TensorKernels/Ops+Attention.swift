@@ -11,12 +11,14 @@ extension Ops {
     /// key (proportional attention for merged tokens); `causal` masks keys after the query's own position.
     public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
                                  keyLogWeights: Tensor? = nil, causal: Bool = false) -> Tensor {
+        return Profiler.measure("attention") {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1]
         precondition(k.shape == [b, nk, c] && v.shape == [b, nk, c], "attention: q \(q.shape) k \(k.shape) v \(v.shape)")
         precondition(c % heads == 0, "attention: \(c) channels in \(heads) heads")
         if let w = keyLogWeights { precondition(w.count == b * nk, "attention: keyLogWeights \(w.shape) for \(b)×\(nk) keys") }
         let d = c / heads
+        if !causal && d % 8 == 0 { return tiledAttention(query: q, key: k, value: v, heads: heads, keyLogWeights: keyLogWeights) }
         let scale = 1 / Float(d).squareRoot()
         let out = Tensor(shape: [b, nq, c])
         let qBlocks = (nq + attentionQueryBlock - 1) / attentionQueryBlock
@@ -75,6 +77,7 @@ extension Ops {
             }
         }
         return out
+        }
     }
 
     /// Full attention probabilities [B, heads, Nq, Nk] (only for few keys, e.g. 77 text tokens).

@@ -8,6 +8,7 @@ extension Ops {
     /// (1×1 stride-1 convolutions are a plain GEMM).
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int,
                               pad: (top: Int, left: Int, bottom: Int, right: Int)) -> Tensor {
+        return Profiler.measure(weight.shape[2] == 1 && weight.shape[3] == 1 ? "conv1x1" : "conv\(weight.shape[2])x\(weight.shape[3]) im2col") {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
                      "conv2d: input \(x.shape) against weight \(weight.shape)")
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -27,12 +28,13 @@ extension Ops {
             let src = x.data + b * c * h * w
             var input = UnsafePointer(src)
             if let col {
-                im2col(src, col.data, c: c, h: h, w: w, kh: kh, kw: kw, stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow)
+                Profiler.measure("  (im2col part)") { im2col(src, col.data, c: c, h: h, w: w, kh: kh, kw: kw, stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow) }
                 input = UnsafePointer(col.data)
             }
             gemm(weight.data, input, dst, m: o, n: plane, k: kdim, beta: bias == nil ? 0 : 1)
         }
         return out
+        }
     }
 
     static func im2col(_ src: UnsafeMutablePointer<Float>, _ col: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,

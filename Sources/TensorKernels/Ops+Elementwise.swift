@@ -9,40 +9,69 @@ extension Ops {
     }
 
     public static func silu(_ x: Tensor) -> Tensor {
+        return Profiler.measure("silu") {
         let out = Tensor(shape: x.shape)
         Parallel.forRanges(x.count) { r in siluAffine(x.data + r.lowerBound, out.data + r.lowerBound, r.count, scale: 1, shift: 0) }
         return out
+        }
     }
     public static func sigmoid(_ x: Tensor) -> Tensor { map(x) { 1 / (1 + expf(-$0)) } }
     /// Exact GELU: x · Φ(x) with the error function.
-    public static func gelu(_ x: Tensor) -> Tensor { map(x) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) } }
+    public static func gelu(_ x: Tensor) -> Tensor {
+        let out = Tensor(shape: x.shape)
+        Parallel.forRanges(x.count) { r in
+            let s = UnsafeRawPointer(x.data), d = UnsafeMutableRawPointer(out.data)
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let v = s.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                d.storeBytes(of: v * normalCDF8(v), toByteOffset: i * 4, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < r.upperBound { let v = x.data[i]; out.data[i] = v * normalCDF8(SIMD8(repeating: v))[0]; i += 1 }
+        }
+        return out
+    }
     /// CLIP's quick_gelu: x · sigmoid(1.702 x).
     public static func quickGelu(_ x: Tensor) -> Tensor { map(x) { $0 / (1 + expf(-1.702 * $0)) } }
 
     /// x [..., 2C] → h · GELU(gate) with h the first half, gate the second (diffusers GEGLU).
     public static func geglu(_ x: Tensor) -> Tensor {
+        return Profiler.measure("geglu") {
         let c2 = x.shape.last!, c = c2 / 2
         let rows = x.count / c2
         let out = Tensor(shape: Array(x.shape.dropLast()) + [c])
         Parallel.forEach(rows) { r in
             let s = x.data + r * c2, d = out.data + r * c
-            for i in 0..<c { let g = s[c + i]; d[i] = s[i] * 0.5 * g * (1 + erff(g * 0.70710678118654752)) }
+            let sr = UnsafeRawPointer(s), dr = UnsafeMutableRawPointer(d)
+            var i = 0
+            while i + 8 <= c {
+                let h = sr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                let g = sr.loadUnaligned(fromByteOffset: (c + i) * 4, as: SIMD8<Float>.self)
+                dr.storeBytes(of: h * g * normalCDF8(g), toByteOffset: i * 4, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < c { let g = s[c + i]; d[i] = s[i] * g * normalCDF8(SIMD8(repeating: g))[0]; i += 1 }
         }
         return out
+        }
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {
+        return Profiler.measure("add") {
         precondition(a.count == b.count, "add: \(a.shape) + \(b.shape)")
         let out = Tensor(shape: a.shape)
         let x = a.data, y = b.data, d = out.data
         Parallel.forRanges(a.count) { r in for i in r { d[i] = x[i] + y[i] } }
         return out
+        }
     }
 
     public static func addInPlace(_ a: Tensor, _ b: Tensor) {
+        return Profiler.measure("add") {
         precondition(a.count == b.count, "addInPlace: \(a.shape) + \(b.shape)")
         let x = a.data, y = b.data
         Parallel.forRanges(a.count) { r in for i in r { x[i] += y[i] } }
+        }
     }
 
     public static func mul(_ a: Tensor, _ b: Tensor) -> Tensor {

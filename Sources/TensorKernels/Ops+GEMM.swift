@@ -1,18 +1,54 @@
+import Foundation
 import COpenBLAS
 
 /// Tensor kernels. Tensors are contiguous row-major f32; functions return new tensors unless named `…InPlace`.
 public enum Ops {}
 
 extension Ops {
-    /// C[m,n] = alpha · op(A) · op(B) + beta · C through cblas_sgemm (row-major).
-    @inline(__always)
+    /// OpenBLAS runs single-threaded; `gemm` splits large products over the cores itself. OpenBLAS's own pool threads
+    /// spin in sched_yield for a while after every call (OPENBLAS_THREAD_TIMEOUT, read only at library load) and
+    /// steal the two cores from the element-wise kernels between GEMMs: measured 10.7 s → 7.3 s per 512 px UNet
+    /// forward when they stop spinning.
+    static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
+
+    /// Products below this many multiply-adds run on the calling thread.
+    static let gemmSplitThreshold = 1 << 22
+
+    /// C[m,n] = alpha · op(A) · op(B) + beta · C through cblas_sgemm (row-major), split over the cores along n (or m
+    /// when n is narrow) for large products.
     public static func gemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                             m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false,
                             lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, alpha: Float = 1, beta: Float = 0) {
+        _ = blasSingleThreaded
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        let parts = Parallel.cores
+        guard parts > 1, m * n * k >= gemmSplitThreshold, max(m, n) >= 32 * parts else {
+            sgemm(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta)
+            return
+        }
+        let splitN = n >= m || n >= 64 * parts
+        let total = splitN ? n : m
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            // Part boundaries on multiples of 16 (whole SIMD panels for the BLAS kernels).
+            let lo = (total * p / parts) & ~15, hi = p == parts - 1 ? total : (total * (p + 1) / parts) & ~15
+            guard hi > lo else { return }
+            if splitN {
+                let bp = transB ? b + lo * ldb : b + lo
+                sgemm(a, bp, c + lo, m: m, n: hi - lo, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
+                      alpha: alpha, beta: beta)
+            } else {
+                let ap = transA ? a + lo : a + lo * lda
+                sgemm(ap, b, c + lo * ldc, m: hi - lo, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
+                      alpha: alpha, beta: beta)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func sgemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                      m: Int, n: Int, k: Int, transA: Bool, transB: Bool, lda: Int, ldb: Int, ldc: Int, alpha: Float, beta: Float) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda ?? (transA ? m : k)), b, Int32(ldb ?? (transB ? k : n)),
-                    beta, c, Int32(ldc ?? n))
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// a [M,K] (or [K,M] with transposeA) × b [K,N] (or [N,K] with transposeB) → [M,N]; batched when both are 3-D.
@@ -35,6 +71,7 @@ extension Ops {
 
     /// x [..., in] · weightᵀ (weight [out, in], PyTorch layout) + bias → [..., out].
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        return Profiler.measure("linear") {
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(x.shape.last == inF, "linear: input \(x.shape) against weight \(weight.shape)")
         let rows = x.count / inF
@@ -45,5 +82,6 @@ extension Ops {
         }
         gemm(x.data, weight.data, out.data, m: rows, n: outF, k: inF, transB: true, beta: bias == nil ? 0 : 1)
         return out
+        }
     }
 }

@@ -1,6 +1,7 @@
 extension Ops {
     /// [B, C, H, W] → [B, H·W, C].
     public static func toTokens(_ x: Tensor) -> Tensor {
+        return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let n = h * w
         let out = Tensor(shape: [b, n, c])
@@ -10,10 +11,12 @@ extension Ops {
             for i in 0..<n { d[i * c] = s[i] }
         }
         return out
+        }
     }
 
     /// [B, H·W, C] → [B, C, H, W].
     public static func fromTokens(_ x: Tensor, height: Int, width: Int) -> Tensor {
+        return Profiler.measure("layout") {
         let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
         precondition(n == height * width, "fromTokens: \(x.shape) is not \(height)×\(width) tokens")
         let out = Tensor(shape: [b, c, height, width])
@@ -23,10 +26,12 @@ extension Ops {
             for i in 0..<n { d[i] = s[i * c] }
         }
         return out
+        }
     }
 
     /// Nearest-neighbour 2× upsampling of [B, C, H, W].
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let out = Tensor(shape: [b, c, 2 * h, 2 * w])
         Parallel.forEach(b * c) { bc in
@@ -38,10 +43,12 @@ extension Ops {
             }
         }
         return out
+        }
     }
 
     /// Concatenation along `dim`.
     public static func concat(_ ts: [Tensor], dim: Int) -> Tensor {
+        return Profiler.measure("layout") {
         precondition(!ts.isEmpty, "concat of nothing")
         var shape = ts[0].shape
         shape[dim] = ts.reduce(0) { $0 + $1.shape[dim] }
@@ -57,6 +64,7 @@ extension Ops {
             offset += run
         }
         return out
+        }
     }
 
     /// Splits along `dim` into pieces of the given sizes.

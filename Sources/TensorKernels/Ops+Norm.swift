@@ -3,6 +3,7 @@ import Foundation
 extension Ops {
     /// GroupNorm over x [B, C, ...spatial] with per-channel affine; optional fused SiLU.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false) -> Tensor {
+        return Profiler.measure(silu ? "groupnorm+silu" : "groupnorm") {
         let b = x.shape[0], c = x.shape[1]
         precondition(c % groups == 0, "groupNorm: \(c) channels in \(groups) groups")
         let spatial = x.count / (b * c)
@@ -32,10 +33,12 @@ extension Ops {
             }
         }
         return out
+        }
     }
 
     /// LayerNorm over the last dimension.
     public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+        return Profiler.measure("layernorm") {
         let c = x.shape.last!
         let rows = x.count / c
         let out = Tensor(shape: x.shape)
@@ -51,6 +54,7 @@ extension Ops {
             for i in 0..<c { d[i] = (s[i] - m) * inv * (weight?.data[i] ?? 1) + (bias?.data[i] ?? 0) }
         }
         return out
+        }
     }
 
     /// Softmax over the last dimension.

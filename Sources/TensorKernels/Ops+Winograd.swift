@@ -1,5 +1,6 @@
 // Winograd F(2×2, 3×3) for 3×3 stride-1 padding-1 convolutions: 16 multiplies per 2×2 output tile instead of 36
 // (2.25× fewer), as 16 GEMMs [O, C] × [C, tiles] over all images' tiles, between an input and an output transform.
+import Foundation
 
 /// A 3×3 convolution weight in the Winograd domain: U = G·g·Gᵀ, stored [16][O][C].
 public final class WinogradWeight: @unchecked Sendable {
@@ -28,87 +29,150 @@ public final class WinogradWeight: @unchecked Sendable {
 }
 
 extension Ops {
-    /// Tiles per GEMM batch (bounds the transform buffers: 16 × C × tiles floats).
-    static let winogradTilesPerChunk = 4096
+    /// Transform buffers per chunk of tiles stay under this many floats each (16 × C × tiles).
+    static let winogradChunkFloats = 8 << 20
 
     /// y = conv2d(x, weight, bias, stride 1, padding 1) with the weight given in the Winograd domain.
     public static func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor?) -> Tensor {
+        return Profiler.measure("conv3x3 winograd") {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         precondition(c == weight.inChannels, "conv2dWinograd: input \(x.shape) against \(weight.inChannels) channels")
         let o = weight.outChannels
-        let out = Tensor(shape: [n, o, h, w])
+        let out = Tensor(uninitializedShape: [n, o, h, w])
         let th = (h + 1) / 2, tw = (w + 1) / 2, perImage = th * tw
-        let imagesPerChunk = max(1, winogradTilesPerChunk / perImage)
+        let imagesPerChunk = max(1, winogradChunkFloats / (16 * max(c, o) * perImage))
         var first = 0
         while first < n {
             let images = min(imagesPerChunk, n - first)
             let p = images * perImage
-            let v = Tensor(shape: [16, c, p])
-            // Input transform: V = Bᵀ·d·B of every 4×4 patch (zero outside the image).
-            let xd = x.data, vd = v.data
+            let v = Tensor(uninitializedShape: [16, c, p])
             Parallel.forEach(images * c) { task in
-                let img = task / c, ch = task % c
-                let src = xd + ((first + img) * c + ch) * h * w
-                let d = UnsafeMutablePointer<Float>.allocate(capacity: 32), t = d + 16
-                defer { d.deallocate() }
-                for ty in 0..<th { for tx in 0..<tw {
-                    let y0 = 2 * ty - 1, x0 = 2 * tx - 1
-                    for i in 0..<4 {
-                        let yy = y0 + i
-                        for j in 0..<4 {
-                            let xx = x0 + j
-                            d[i * 4 + j] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? src[yy * w + xx] : 0
-                        }
-                    }
-                    // Bᵀ·d (rows), then ·B (columns). Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]].
-                    for j in 0..<4 {
-                        t[j] = d[j] - d[8 + j]
-                        t[4 + j] = d[4 + j] + d[8 + j]
-                        t[8 + j] = d[8 + j] - d[4 + j]
-                        t[12 + j] = d[4 + j] - d[12 + j]
-                    }
-                    let col = img * perImage + ty * tw + tx
-                    for i in 0..<4 {
-                        let r = t[i * 4], s1 = t[i * 4 + 1], s2 = t[i * 4 + 2], s3 = t[i * 4 + 3]
-                        vd[((i * 4 + 0) * c + ch) * p + col] = r - s2
-                        vd[((i * 4 + 1) * c + ch) * p + col] = s1 + s2
-                        vd[((i * 4 + 2) * c + ch) * p + col] = s2 - s1
-                        vd[((i * 4 + 3) * c + ch) * p + col] = s1 - s3
-                    }
-                } }
+                winogradInputTransform(x.data + ((first + task / c) * c + task % c) * h * w, h: h, w: w,
+                                       v.data + (task % c) * p + (task / c) * perImage, planeStride: c * p)
             }
-            // 16 GEMMs: M[ξ] = U[ξ] [O, C] × V[ξ] [C, P].
-            let m = Tensor(shape: [16, o, p])
-            for xi in 0..<16 {
-                gemm(weight.u.data + xi * o * c, v.data + xi * c * p, m.data + xi * o * p, m: o, n: p, k: c)
+            // 16 GEMMs M[ξ] = U[ξ] [O, C] × V[ξ] [C, P]: one after another, each split over the cores, when they are
+            // large; side by side, one per core, when the tiles are few (deep levels, small crops).
+            let m = Tensor(uninitializedShape: [16, o, p])
+            let small = p < 256
+            let body = { (xi: Int) in
+                if small {
+                    sgemm(weight.u.data + xi * o * c, v.data + xi * c * p, m.data + xi * o * p, m: o, n: p, k: c,
+                          transA: false, transB: false, lda: c, ldb: p, ldc: p, alpha: 1, beta: 0)
+                } else {
+                    gemm(weight.u.data + xi * o * c, v.data + xi * c * p, m.data + xi * o * p, m: o, n: p, k: c)
+                }
             }
-            // Output transform: Y = Aᵀ·M·A, Aᵀ = [[1,1,1,0],[0,1,-1,-1]], plus bias; edge tiles are cropped.
-            let md = m.data, od = out.data
+            if small { _ = blasSingleThreaded; Parallel.forEach(16, body) } else { for xi in 0..<16 { body(xi) } }
             Parallel.forEach(images * o) { task in
-                let img = task / o, oc = task % o
-                let dst = od + ((first + img) * o + oc) * h * w
-                let b = bias?.data[oc] ?? 0
-                let q = UnsafeMutablePointer<Float>.allocate(capacity: 24), r = q + 16
-                defer { q.deallocate() }
-                for ty in 0..<th { for tx in 0..<tw {
-                    let col = img * perImage + ty * tw + tx
-                    for e in 0..<16 { q[e] = md[(e * o + oc) * p + col] }
-                    // Aᵀ·q: 2×4
-                    for j in 0..<4 {
-                        r[j] = q[j] + q[4 + j] + q[8 + j]
-                        r[4 + j] = q[4 + j] - q[8 + j] - q[12 + j]
-                    }
-                    let y0 = 2 * ty, x0 = 2 * tx
-                    for i in 0..<2 where y0 + i < h {
-                        let v0 = r[i * 4] + r[i * 4 + 1] + r[i * 4 + 2]
-                        let v1 = r[i * 4 + 1] - r[i * 4 + 2] - r[i * 4 + 3]
-                        dst[(y0 + i) * w + x0] = v0 + b
-                        if x0 + 1 < w { dst[(y0 + i) * w + x0 + 1] = v1 + b }
-                    }
-                } }
+                winogradOutputTransform(m.data + (task % o) * p + (task / o) * perImage, planeStride: o * p,
+                                        out.data + ((first + task / o) * o + task % o) * h * w, h: h, w: w,
+                                        bias: bias?.data[task % o] ?? 0)
             }
             first += images
         }
         return out
+        }
+    }
+
+    /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside), written to v[ξ·planeStride +
+    /// tile], tiles in raster order. Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the
+    /// whole width first; the column step, after splitting each combined row into even and odd columns, runs 8
+    /// tiles at a time.
+    static func winogradInputTransform(_ src: UnsafePointer<Float>, h: Int, w: Int, _ v: UnsafeMutablePointer<Float>,
+                                       planeStride: Int) {
+        let th = (h + 1) / 2, tw = (w + 1) / 2
+        let half = tw + 1 // even / odd columns of the padded row (x = -1 ... 2·tw)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * half)
+        defer { scratch.deallocate() }
+        for ty in 0..<th {
+            let y0 = 2 * ty - 1
+            func row(_ i: Int) -> UnsafePointer<Float>? { let y = y0 + i; return y >= 0 && y < h ? src + y * w : nil }
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3))
+            // t_i = (r0 − r2, r1 + r2, r2 − r1, r1 − r3) per column; even padded columns to E_i, odd to O_i.
+            for pc in 0..<(2 * half) {
+                let xx = pc - 1
+                let inside = xx >= 0 && xx < w
+                let d0 = inside ? r0?[xx] ?? 0 : 0, d1 = inside ? r1?[xx] ?? 0 : 0
+                let d2 = inside ? r2?[xx] ?? 0 : 0, d3 = inside ? r3?[xx] ?? 0 : 0
+                let base = (pc & 1) * 4 * half + pc / 2
+                scratch[base] = d0 - d2
+                scratch[base + half] = d1 + d2
+                scratch[base + 2 * half] = d2 - d1
+                scratch[base + 3 * half] = d1 - d3
+            }
+            let rowOut = v + ty * tw
+            for i in 0..<4 {
+                let e = UnsafeRawPointer(scratch + i * half), od = UnsafeRawPointer(scratch + (4 + i) * half)
+                let o0 = UnsafeMutableRawPointer(rowOut + (4 * i) * planeStride), o1 = UnsafeMutableRawPointer(rowOut + (4 * i + 1) * planeStride)
+                let o2 = UnsafeMutableRawPointer(rowOut + (4 * i + 2) * planeStride), o3 = UnsafeMutableRawPointer(rowOut + (4 * i + 3) * planeStride)
+                var tx = 0
+                while tx + 8 <= tw {
+                    let e0 = e.loadUnaligned(fromByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    let e1 = e.loadUnaligned(fromByteOffset: tx * 4 + 4, as: SIMD8<Float>.self)
+                    let d0 = od.loadUnaligned(fromByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    let d1 = od.loadUnaligned(fromByteOffset: tx * 4 + 4, as: SIMD8<Float>.self)
+                    o0.storeBytes(of: e0 - e1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    o1.storeBytes(of: d0 + e1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    o2.storeBytes(of: e1 - d0, toByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    o3.storeBytes(of: d0 - d1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
+                    tx += 8
+                }
+                let es = scratch + i * half, ds = scratch + (4 + i) * half
+                while tx < tw {
+                    (rowOut + (4 * i) * planeStride)[tx] = es[tx] - es[tx + 1]
+                    (rowOut + (4 * i + 1) * planeStride)[tx] = ds[tx] + es[tx + 1]
+                    (rowOut + (4 * i + 2) * planeStride)[tx] = es[tx + 1] - ds[tx]
+                    (rowOut + (4 * i + 3) * planeStride)[tx] = ds[tx] - ds[tx + 1]
+                    tx += 1
+                }
+            }
+        }
+    }
+
+    /// Y = Aᵀ·M·A + bias for every tile of one output channel, M read from m[ξ·planeStride + tile];
+    /// Aᵀ = [[1,1,1,0],[0,1,-1,-1]]; edge tiles are cropped to the plane. 8 tiles at a time.
+    static func winogradOutputTransform(_ m: UnsafePointer<Float>, planeStride: Int, _ dst: UnsafeMutablePointer<Float>,
+                                        h: Int, w: Int, bias: Float) {
+        let th = (h + 1) / 2, tw = (w + 1) / 2
+        let b = SIMD8<Float>(repeating: bias)
+        for ty in 0..<th {
+            let q = UnsafeRawPointer(m + ty * tw)
+            func load(_ xi: Int, _ tx: Int) -> SIMD8<Float> { q.loadUnaligned(fromByteOffset: (xi * planeStride + tx) * 4, as: SIMD8<Float>.self) }
+            let y0 = 2 * ty
+            var tx = 0
+            while tx < tw {
+                let lanes = min(8, tw - tx)
+                var even0 = SIMD8<Float>(), odd0 = SIMD8<Float>(), even1 = SIMD8<Float>(), odd1 = SIMD8<Float>()
+                if lanes == 8 {
+                    // Row sums (Aᵀ·M) per column j, then the column step.
+                    let a0 = load(0, tx) + load(4, tx) + load(8, tx), a1 = load(1, tx) + load(5, tx) + load(9, tx)
+                    let a2 = load(2, tx) + load(6, tx) + load(10, tx), a3 = load(3, tx) + load(7, tx) + load(11, tx)
+                    let c0 = load(4, tx) - load(8, tx) - load(12, tx), c1 = load(5, tx) - load(9, tx) - load(13, tx)
+                    let c2 = load(6, tx) - load(10, tx) - load(14, tx), c3 = load(7, tx) - load(11, tx) - load(15, tx)
+                    even0 = a0 + a1 + a2 + b; odd0 = a1 - a2 - a3 + b
+                    even1 = c0 + c1 + c2 + b; odd1 = c1 - c2 - c3 + b
+                } else {
+                    for l in 0..<lanes {
+                        let t = tx + l
+                        func s(_ xi: Int) -> Float { m[ty * tw + xi * planeStride + t] }
+                        let a0 = s(0) + s(4) + s(8), a1 = s(1) + s(5) + s(9), a2 = s(2) + s(6) + s(10), a3 = s(3) + s(7) + s(11)
+                        let c0 = s(4) - s(8) - s(12), c1 = s(5) - s(9) - s(13), c2 = s(6) - s(10) - s(14), c3 = s(7) - s(11) - s(15)
+                        even0[l] = a0 + a1 + a2 + bias; odd0[l] = a1 - a2 - a3 + bias
+                        even1[l] = c0 + c1 + c2 + bias; odd1[l] = c1 - c2 - c3 + bias
+                    }
+                }
+                let row0 = dst + y0 * w, row1 = dst + (y0 + 1) * w
+                for l in 0..<lanes {
+                    let x0 = 2 * (tx + l)
+                    row0[x0] = even0[l]
+                    if x0 + 1 < w { row0[x0 + 1] = odd0[l] }
+                    if y0 + 1 < h {
+                        row1[x0] = even1[l]
+                        if x0 + 1 < w { row1[x0 + 1] = odd1[l] }
+                    }
+                }
+                tx += lanes
+            }
+        }
     }
 }

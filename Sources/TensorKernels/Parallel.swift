@@ -28,12 +28,9 @@ public enum Parallel {
         }
     }
 
-    /// `forEach` for bodies that call small GEMMs themselves (attention blocks): OpenBLAS is held to one thread for
-    /// the duration, or its thread pool spins in sched_yield against ours (measured: 3× slower attention).
+    /// `forEach` for bodies that call small GEMMs themselves (attention blocks). BLAS is single-threaded throughout
+    /// (see `Ops.gemm`), so this is `forEach`; the name records that the body's GEMMs must stay serial.
     public static func forEachWithSerialBLAS(_ count: Int, _ body: (Int) -> Void) {
-        if count <= 1 || cores == 1 { forEach(count, body); return }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(cores)) }
         forEach(count, body)
     }
 }

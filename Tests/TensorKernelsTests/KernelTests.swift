@@ -82,10 +82,12 @@ final class KernelTests: XCTestCase {
         assertClose(g, gref, "geglu")
     }
 
-    /// Online-softmax attention against the full softmax(QKᵀ/√d + w)V, over several key blocks.
+    /// Online-softmax attention against the full softmax(QKᵀ/√d + w)V, over several key blocks: the BLAS path
+    /// (head size 4, causal) and the tiled SIMD path (head sizes 8 and 40, ragged query rows and key panels).
     func testAttentionMatchesFullSoftmax() {
-        for (nq, nk, causal, weighted) in [(300, 1500, false, true), (77, 77, true, false), (5, 2100, false, false)] {
-            let heads = 2, c = 8, d = 4
+        for (nq, nk, causal, weighted, d) in [(300, 1500, false, true, 4), (77, 77, true, false, 4), (5, 2100, false, false, 4),
+                                              (50, 300, false, true, 40), (97, 77, false, false, 8), (7, 1030, false, true, 8)] {
+            let heads = 2, c = heads * d
             let q = random([2, nq, c], 12), k = random([2, nk, c], 13), v = random([2, nk, c], 14)
             let w = weighted ? Tensor.randomNormal(shape: [2, nk], seed: 15) : nil
             let y = Ops.attention(query: q, key: k, value: v, heads: heads, keyLogWeights: w, causal: causal)
@@ -152,9 +154,27 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(sum, [1, 2, 3, 0.5, 7, 1, 1, 2, 3, 4].reduce(Float(0)) { $0 + expf($1 - 7) }, accuracy: 1e-6)
     }
 
+    /// The vectorised normal CDF (GELU's gate) against erfc in double precision over [−12, 12].
+    func testNormalCDF() {
+        var worstAbs = 0.0, worstRel = 0.0
+        var x: Float = -12
+        while x < 12 {
+            let lanes = SIMD8<Float>((0..<8).map { x + Float($0) * 0.0071 })
+            let v = Ops.normalCDF8(lanes)
+            for k in 0..<8 {
+                let ref = 0.5 * erfc(-Double(lanes[k]) / 2.0.squareRoot())
+                worstAbs = max(worstAbs, abs(Double(v[k]) - ref))
+                if ref > 1e-30 { worstRel = max(worstRel, abs(Double(v[k]) - ref) / ref) }
+            }
+            x += 0.0611
+        }
+        XCTAssertLessThan(worstAbs, 2e-7)
+        XCTAssertLessThan(worstRel, 2e-5) // deep in the lower tail (Φ ~ 1e-24) z² rounds in f32: 1.3e-5
+    }
+
     /// Winograd F(2×2, 3×3) equals the im2col convolution (odd and even sizes, batch > 1, with and without bias).
     func testWinogradConvolution() {
-        for (n, c, o, h, w) in [(2, 5, 7, 6, 8), (3, 4, 3, 7, 5), (1, 16, 8, 1 + 2, 9)] {
+        for (n, c, o, h, w) in [(2, 5, 7, 6, 8), (3, 4, 3, 7, 5), (1, 16, 8, 1 + 2, 9), (1, 8, 4, 1, 1), (2, 3, 5, 19, 37), (1, 4, 4, 2, 16)] {
             let x = Tensor.randomNormal(shape: [n, c, h, w], seed: 11)
             let wt = Tensor.randomNormal(shape: [o, c, 3, 3], seed: 12)
             let bias = Tensor.randomNormal(shape: [o], seed: 13)
