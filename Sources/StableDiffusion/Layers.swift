@@ -30,11 +30,15 @@ struct Conv2d {
         let p = padding ?? kernel / 2
         self.pad = pad.map { ($0.0, $0.1, $0.2, $0.3) } ?? (p, p, p, p)
         let useWinograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1) && inC >= Conv2d.winogradMinimumChannels
-            && Conv2d.winogradEnabled
+            && inC <= Conv2d.winogradMaximumChannels && Conv2d.winogradEnabled
         winograd = useWinograd ? WinogradWeight(full) : nil
         weight = useWinograd ? nil : full
     }
     static let winogradMinimumChannels = 16
+    /// The 1280-channel convolutions of the deep levels stay im2col: they run on few pixels (4×4 … 16×16 latents),
+    /// where the GEMM streams its weight for little work and Winograd's 16/9 larger weight costs more than its 2.25×
+    /// fewer multiplies save; they also hold most of the UNet's weight bytes.
+    static let winogradMaximumChannels = 640
     /// Winograd is the default (`OCDEDIT_WINOGRAD=0` turns it off, e.g. for A/B timing): 2.25× fewer multiplies in
     /// the 3×3 convolutions, which are half of the UNet's and most of the VAE's work; the parity tests hold with it.
     static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] != "0"

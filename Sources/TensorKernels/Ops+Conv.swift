@@ -15,34 +15,56 @@ extension Ops {
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let oh = (h + pad.top + pad.bottom - kh) / stride + 1
         let ow = (w + pad.left + pad.right - kw) / stride + 1
-        let out = Tensor(shape: [n, o, oh, ow])
+        let out = Tensor(uninitializedShape: [n, o, oh, ow])
         let plane = oh * ow
         let kdim = c * kh * kw
         let direct = kh == 1 && kw == 1 && stride == 1 && pad == (0, 0, 0, 0)
-        let col = direct ? nil : Tensor(shape: [kdim, plane])
-        for b in 0..<n {
-            let dst = out.data + b * o * plane
+        // Images per GEMM: as many as keep the column buffer under im2colChunkFloats, so a deep layer's large
+        // weight is streamed once per chunk rather than once per image (batched frames at 4×4 … 16×16 latents).
+        let imagesPerChunk = direct ? 1 : max(1, min(n, im2colChunkFloats / max(kdim * plane, 1)))
+        let col = direct ? nil : Tensor(uninitializedShape: [kdim, imagesPerChunk * plane])
+        let staging = imagesPerChunk > 1 ? Tensor(uninitializedShape: [o, imagesPerChunk * plane]) : nil
+        var first = 0
+        while first < n {
+            let images = min(imagesPerChunk, n - first)
+            let cols = images * plane
+            // GEMM target: the output itself for one image, else a [O, images·plane] staging buffer scattered below.
+            let dst = staging?.data ?? out.data + first * o * plane
             if let bias {
-                for oc in 0..<o { (dst + oc * plane).update(repeating: bias.data[oc], count: plane) }
+                for oc in 0..<o { (dst + oc * cols).update(repeating: bias.data[oc], count: cols) }
             }
-            let src = x.data + b * c * h * w
-            var input = UnsafePointer(src)
+            var input = UnsafePointer(x.data + first * c * h * w)
             if let col {
-                Profiler.measure("  (im2col part)") { im2col(src, col.data, c: c, h: h, w: w, kh: kh, kw: kw, stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow) }
+                Profiler.measure("  (im2col part)") {
+                    for i in 0..<images {
+                        im2col(x.data + (first + i) * c * h * w, col.data + i * plane, c: c, h: h, w: w, kh: kh, kw: kw,
+                               stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow, rowStride: cols)
+                    }
+                }
                 input = UnsafePointer(col.data)
             }
-            gemm(weight.data, input, dst, m: o, n: plane, k: kdim, beta: bias == nil ? 0 : 1)
+            gemm(weight.data, input, dst, m: o, n: cols, k: kdim, beta: bias == nil ? 0 : 1)
+            if let staging {
+                Parallel.forEach(images * o) { t in
+                    let i = t / o, oc = t % o
+                    (out.data + ((first + i) * o + oc) * plane).update(from: staging.data + oc * cols + i * plane, count: plane)
+                }
+            }
+            first += images
         }
         return out
         }
     }
 
+    /// Floats in one im2col buffer (32 MB).
+    static let im2colChunkFloats = 8 << 20
+
+    /// Column matrix rows (ci, ky, kx), each `oh·ow` long, written `rowStride` apart (several images side by side).
     static func im2col(_ src: UnsafeMutablePointer<Float>, _ col: UnsafeMutablePointer<Float>, c: Int, h: Int, w: Int,
-                       kh: Int, kw: Int, stride: Int, top: Int, left: Int, oh: Int, ow: Int) {
-        let plane = oh * ow
+                       kh: Int, kw: Int, stride: Int, top: Int, left: Int, oh: Int, ow: Int, rowStride: Int) {
         Parallel.forEach(c * kh * kw) { row in
             let ci = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
-            let dst = col + row * plane
+            let dst = col + row * rowStride
             let s = src + ci * h * w
             for oy in 0..<oh {
                 let iy = oy * stride + ky - top

@@ -26,7 +26,9 @@ extension Ops {
             sgemm(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta)
             return
         }
-        let splitN = n >= m || n >= 64 * parts
+        // Each part reads all of the operand that is not split: split the side whose other operand is smaller
+        // (splitting n re-reads A [m, k] per part, splitting m re-reads B [k, n]).
+        let splitN = n >= m
         let total = splitN ? n : m
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             // Part boundaries on multiples of 16 (whole SIMD panels for the BLAS kernels).

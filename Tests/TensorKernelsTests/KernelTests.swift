@@ -32,6 +32,9 @@ final class KernelTests: XCTestCase {
                 ref[((n * 5 + o) * oh + oy) * ow + ox] = s
             } } } }
             assertClose(y, ref, "conv stride \(stride) pad \(pad) k \(k)")
+            // Without bias (the GEMM overwrites instead of accumulating): the same minus the bias.
+            let plain = Ops.conv2d(x, weight: w, bias: nil, stride: stride, pad: (pad.0, pad.1, pad.2, pad.3))
+            assertClose(plain, ref.enumerated().map { $0.element - bias.data[($0.offset / (oh * ow)) % 5] }, "conv without bias")
         }
     }
 
