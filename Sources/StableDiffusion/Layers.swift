@@ -35,10 +35,12 @@ struct Conv2d {
         weight = useWinograd ? nil : full
     }
     static let winogradMinimumChannels = 16
-    /// The 1280-channel convolutions of the deep levels stay im2col: they run on few pixels (4×4 … 16×16 latents),
-    /// where the GEMM streams its weight for little work and Winograd's 16/9 larger weight costs more than its 2.25×
-    /// fewer multiplies save; they also hold most of the UNet's weight bytes.
-    static let winogradMaximumChannels = 640
+    /// Winograd weights take 16/9 of the 3×3 weights (SD 1.5 UNet: 3.7 GB instead of 2.1 GB). The deep
+    /// 1280-channel convolutions hold most of those bytes and run on few pixels, where a batch-1 forward streams the
+    /// weight for little work; with batched frames they gain the most (256 px, batch 16: 19.8 s per forward with
+    /// all convolutions in Winograd, 27.4 s with those ≥ 1280 channels in im2col). `OCDEDIT_WINOGRAD_MAX_CHANNELS=640`
+    /// keeps them im2col (1.4 GB less memory).
+    static let winogradMaximumChannels = Int(ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD_MAX_CHANNELS"] ?? "") ?? Int.max
     /// Winograd is the default (`OCDEDIT_WINOGRAD=0` turns it off, e.g. for A/B timing): 2.25× fewer multiplies in
     /// the 3×3 convolutions, which are half of the UNet's and most of the VAE's work; the parity tests hold with it.
     static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] != "0"

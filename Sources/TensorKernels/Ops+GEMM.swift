@@ -77,7 +77,7 @@ extension Ops {
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(x.shape.last == inF, "linear: input \(x.shape) against weight \(weight.shape)")
         let rows = x.count / inF
-        let out = Tensor(shape: Array(x.shape.dropLast()) + [outF])
+        let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outF]) // bias rows or beta = 0 fill it
         if let bias {
             precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs")
             for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }
