@@ -23,7 +23,7 @@ extension Ops {
         let out = Tensor(shape: [b, nq, c])
         let qBlocks = (nq + attentionQueryBlock - 1) / attentionQueryBlock
         let kb = min(attentionKeyBlock, nk)
-        Parallel.forEachWithSerialBLAS(b * heads * qBlocks) { task in
+        Parallel.forEach(b * heads * qBlocks) { task in
             let bi = task / (heads * qBlocks), h = (task / qBlocks) % heads, qb = task % qBlocks
             let q0 = qb * attentionQueryBlock, rows = min(attentionQueryBlock, nq - q0)
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * kb)

@@ -35,11 +35,9 @@ extension Ops {
             }
             var input = UnsafePointer(x.data + first * c * h * w)
             if let col {
-                Profiler.measure("  (im2col part)") {
-                    for i in 0..<images {
-                        im2col(x.data + (first + i) * c * h * w, col.data + i * plane, c: c, h: h, w: w, kh: kh, kw: kw,
-                               stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow, rowStride: cols)
-                    }
+                for i in 0..<images {
+                    im2col(x.data + (first + i) * c * h * w, col.data + i * plane, c: c, h: h, w: w, kh: kh, kw: kw,
+                           stride: stride, top: pad.top, left: pad.left, oh: oh, ow: ow, rowStride: cols)
                 }
                 input = UnsafePointer(col.data)
             }

@@ -1,8 +1,7 @@
 import Foundation
-import COpenBLAS
 
-/// Data-parallel loops over the machine's cores (Dispatch). OpenBLAS threads its own GEMMs; element-wise work,
-/// norms and im2col use this.
+/// Data-parallel loops over the machine's cores (Dispatch): the only thread pool. OpenBLAS runs single-threaded and
+/// `Ops.gemm` splits large products over these cores itself.
 public enum Parallel {
     public static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
@@ -26,11 +25,5 @@ public enum Parallel {
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             body((count * c / chunks)..<(count * (c + 1) / chunks))
         }
-    }
-
-    /// `forEach` for bodies that call small GEMMs themselves (attention blocks). BLAS is single-threaded throughout
-    /// (see `Ops.gemm`), so this is `forEach`; the name records that the body's GEMMs must stay serial.
-    public static func forEachWithSerialBLAS(_ count: Int, _ body: (Int) -> Void) {
-        forEach(count, body)
     }
 }
