@@ -26,14 +26,9 @@ extension Ops {
         Parallel.forEach(b * heads * qBlocks) { task in
             let bi = task / (heads * qBlocks), h = (task / qBlocks) % heads, qb = task % qBlocks
             let q0 = qb * attentionQueryBlock, rows = min(attentionQueryBlock, nq - q0)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: rows * kb)
-            let acc = UnsafeMutablePointer<Float>.allocate(capacity: rows * d)
-            let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-            let rowSum = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-            defer { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
-            acc.initialize(repeating: 0, count: rows * d)
-            rowMax.initialize(repeating: -Float.infinity, count: rows)
-            rowSum.initialize(repeating: 0, count: rows)
+            let state = OnlineSoftmaxRows(rows: rows, keyBlock: kb, d: d)
+            defer { state.deallocate() }
+            let (scores, acc) = (state.scores, state.acc)
             let qp = q.data + (bi * nq + q0) * c + h * d
             var k0 = 0
             while k0 < nk {
@@ -52,29 +47,12 @@ extension Ops {
                         let limit = q0 + r - k0 // keys j > limit are masked
                         if limit < cols - 1 { for j in max(0, limit + 1)..<cols { s[j] = -Float.infinity } }
                     }
-                    let m = maximum(s, cols, start: rowMax[r])
-                    let correction = rowMax[r] == -Float.infinity ? 0 : expf(rowMax[r] - m)
-                    var sum: Float = 0
-                    if m == -Float.infinity {
-                        for j in 0..<cols { s[j] = 0 }
-                    } else {
-                        sum = expShiftSum(s, cols, minus: m)
-                    }
-                    rowSum[r] = rowSum[r] * correction + sum
-                    rowMax[r] = m
-                    if correction != 1 {
-                        let a = acc + r * d
-                        for i in 0..<d { a[i] *= correction }
-                    }
+                    state.step(row: r, s, cols, blockMax: maximum(s, cols, start: state.rowMax[r]))
                 }
                 gemm(scores, vp, acc, m: rows, n: d, k: cols, lda: cols, ldb: c, ldc: d, beta: 1)
                 k0 += cols
             }
-            let op = out.data + (bi * nq + q0) * c + h * d
-            for r in 0..<rows {
-                let inv = rowSum[r] > 0 ? 1 / rowSum[r] : 0
-                for i in 0..<d { op[r * c + i] = acc[r * d + i] * inv }
-            }
+            state.finish(rows: rows, into: out.data + (bi * nq + q0) * c + h * d, rowStride: c)
         }
         return out
         }
@@ -95,5 +73,52 @@ extension Ops {
             }
         }
         return out
+    }
+}
+
+/// A task's buffers for the online softmax over key blocks: one block of scores, the output accumulator, and the
+/// running max and sum of each query row.
+struct OnlineSoftmaxRows {
+    let d: Int
+    let scores, acc, rowMax, rowSum: UnsafeMutablePointer<Float>
+
+    init(rows: Int, keyBlock: Int, d: Int) {
+        self.d = d
+        scores = .allocate(capacity: rows * keyBlock)
+        acc = .allocate(capacity: rows * d)
+        rowMax = .allocate(capacity: rows)
+        rowSum = .allocate(capacity: rows)
+        acc.initialize(repeating: 0, count: rows * d)
+        rowMax.initialize(repeating: -Float.infinity, count: rows)
+        rowSum.initialize(repeating: 0, count: rows)
+    }
+
+    func deallocate() { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
+
+    /// One key block for row r: s[0..<n] (its scores) becomes exp(s − m), m the running max including this block
+    /// (`blockMax`); the row's running sum and accumulator are rescaled to m.
+    @inline(__always)
+    func step(row r: Int, _ s: UnsafeMutablePointer<Float>, _ n: Int, blockMax m: Float) {
+        let correction = rowMax[r] == -Float.infinity ? 0 : expf(rowMax[r] - m)
+        var sum: Float = 0
+        if m == -Float.infinity {
+            for j in 0..<n { s[j] = 0 }
+        } else {
+            sum = Ops.expShiftSum(s, n, minus: m)
+        }
+        rowSum[r] = rowSum[r] * correction + sum
+        rowMax[r] = m
+        if correction != 1 {
+            let a = acc + r * d
+            for i in 0..<d { a[i] *= correction }
+        }
+    }
+
+    /// out[r·rowStride + i] = acc[r][i] / sum_r for the first `rows` rows.
+    func finish(rows: Int, into out: UnsafeMutablePointer<Float>, rowStride: Int) {
+        for r in 0..<rows {
+            let inv = rowSum[r] > 0 ? 1 / rowSum[r] : 0
+            for i in 0..<d { out[r * rowStride + i] = acc[r * d + i] * inv }
+        }
     }
 }

@@ -54,14 +54,9 @@ extension Ops {
             let q0 = qb * rowsPerTask, rows = min(rowsPerTask, nq - q0)
             let tileRows = (rows + 5) / 6 * 6
             let kb = min(tiledKeyBlock, nkPad)
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: tileRows * kb)
-            let acc = UnsafeMutablePointer<Float>.allocate(capacity: tileRows * d)
-            let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: tileRows)
-            let rowSum = UnsafeMutablePointer<Float>.allocate(capacity: tileRows)
-            defer { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
-            acc.initialize(repeating: 0, count: tileRows * d)
-            rowMax.initialize(repeating: -Float.infinity, count: tileRows)
-            rowSum.initialize(repeating: 0, count: tileRows)
+            let state = OnlineSoftmaxRows(rows: tileRows, keyBlock: kb, d: d)
+            defer { state.deallocate() }
+            let (scores, acc) = (state.scores, state.acc)
             let ktd = kt + (bi * heads + h) * d * nkPad, vpd = vp + (bi * heads + h) * nkPad * d
             // Query row r of this block (rows past the end repeat the last one; their results are dropped).
             let qRow = { (r: Int) -> UnsafePointer<Float> in UnsafePointer(q.data + (bi * nq + q0 + min(r, rows - 1)) * c + h * d) }
@@ -78,21 +73,9 @@ extension Ops {
                 for r in 0..<tileRows {
                     let s = scores + r * cols
                     let m = scaleAddMax(s, valid, scale: scale,
-                                        weights: keyLogWeights.map { UnsafePointer($0.data + bi * nk + k0) }, start: rowMax[r])
+                                        weights: keyLogWeights.map { UnsafePointer($0.data + bi * nk + k0) }, start: state.rowMax[r])
                     for j in valid..<cols { s[j] = 0 }
-                    let correction = rowMax[r] == -Float.infinity ? 0 : expf(rowMax[r] - m)
-                    var sum: Float = 0
-                    if m == -Float.infinity {
-                        for j in 0..<valid { s[j] = 0 }
-                    } else {
-                        sum = expShiftSum(s, valid, minus: m)
-                    }
-                    rowSum[r] = rowSum[r] * correction + sum
-                    rowMax[r] = m
-                    if correction != 1 {
-                        let a = acc + r * d
-                        for i in 0..<d { a[i] *= correction }
-                    }
+                    state.step(row: r, s, valid, blockMax: m)
                 }
                 for r in stride(from: 0, to: tileRows, by: 6) {
                     var e = 0
@@ -104,11 +87,7 @@ extension Ops {
                 }
                 k0 += cols
             }
-            let op = out.data + (bi * nq + q0) * c + h * d
-            for r in 0..<rows {
-                let inv = rowSum[r] > 0 ? 1 / rowSum[r] : 0
-                for i in 0..<d { op[r * c + i] = acc[r * d + i] * inv }
-            }
+            state.finish(rows: rows, into: out.data + (bi * nq + q0) * c + h * d, rowStride: c)
         }
         return out
     }
@@ -140,57 +119,18 @@ extension Ops {
     static func scoreTile(_ q0: UnsafePointer<Float>, _ q1: UnsafePointer<Float>, _ q2: UnsafePointer<Float>,
                           _ q3: UnsafePointer<Float>, _ q4: UnsafePointer<Float>, _ q5: UnsafePointer<Float>,
                           _ kt: UnsafePointer<Float>, ldk: Int, d: Int, _ s: UnsafeMutablePointer<Float>, lds: Int) {
-        var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
-        var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a30 = SIMD8<Float>(), a31 = SIMD8<Float>()
-        var a40 = SIMD8<Float>(), a41 = SIMD8<Float>(), a50 = SIMD8<Float>(), a51 = SIMD8<Float>()
-        var kp = UnsafeRawPointer(kt)
-        for e in 0..<d {
-            let k0 = kp.loadUnaligned(as: SIMD8<Float>.self), k1 = kp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            var x = SIMD8<Float>(repeating: q0[e]); a00 = fma8(a00, x, k0); a01 = fma8(a01, x, k1)
-            x = SIMD8<Float>(repeating: q1[e]); a10 = fma8(a10, x, k0); a11 = fma8(a11, x, k1)
-            x = SIMD8<Float>(repeating: q2[e]); a20 = fma8(a20, x, k0); a21 = fma8(a21, x, k1)
-            x = SIMD8<Float>(repeating: q3[e]); a30 = fma8(a30, x, k0); a31 = fma8(a31, x, k1)
-            x = SIMD8<Float>(repeating: q4[e]); a40 = fma8(a40, x, k0); a41 = fma8(a41, x, k1)
-            x = SIMD8<Float>(repeating: q5[e]); a50 = fma8(a50, x, k0); a51 = fma8(a51, x, k1)
-            kp += ldk * 4
-        }
-        let o = UnsafeMutableRawPointer(s), row = lds * 4
-        o.storeBytes(of: a00, as: SIMD8<Float>.self); o.storeBytes(of: a01, toByteOffset: 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a10, toByteOffset: row, as: SIMD8<Float>.self); o.storeBytes(of: a11, toByteOffset: row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a20, toByteOffset: 2 * row, as: SIMD8<Float>.self); o.storeBytes(of: a21, toByteOffset: 2 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a30, toByteOffset: 3 * row, as: SIMD8<Float>.self); o.storeBytes(of: a31, toByteOffset: 3 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a40, toByteOffset: 4 * row, as: SIMD8<Float>.self); o.storeBytes(of: a41, toByteOffset: 4 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a50, toByteOffset: 5 * row, as: SIMD8<Float>.self); o.storeBytes(of: a51, toByteOffset: 5 * row + 32, as: SIMD8<Float>.self)
+        var tile = Tile6x16()
+        tile.accumulate(rows: (q0, q1, q2, q3, q4, q5), kt, ldb: ldk, steps: d)
+        tile.store(to: s, rowStride: lds)
     }
 
     /// acc[r][0..<16] += Σ_j p[r][j] · v[j][0..<16] for six rows of probabilities p [6][lds] over `keys` keys.
     @inline(__always)
     static func valueTile16(_ p: UnsafePointer<Float>, lds: Int, _ v: UnsafePointer<Float>, ldv: Int, keys: Int,
                             _ acc: UnsafeMutablePointer<Float>, lda: Int) {
-        let o = UnsafeMutableRawPointer(acc), row = lda * 4
-        var a00 = o.loadUnaligned(as: SIMD8<Float>.self), a01 = o.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-        var a10 = o.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self), a11 = o.loadUnaligned(fromByteOffset: row + 32, as: SIMD8<Float>.self)
-        var a20 = o.loadUnaligned(fromByteOffset: 2 * row, as: SIMD8<Float>.self), a21 = o.loadUnaligned(fromByteOffset: 2 * row + 32, as: SIMD8<Float>.self)
-        var a30 = o.loadUnaligned(fromByteOffset: 3 * row, as: SIMD8<Float>.self), a31 = o.loadUnaligned(fromByteOffset: 3 * row + 32, as: SIMD8<Float>.self)
-        var a40 = o.loadUnaligned(fromByteOffset: 4 * row, as: SIMD8<Float>.self), a41 = o.loadUnaligned(fromByteOffset: 4 * row + 32, as: SIMD8<Float>.self)
-        var a50 = o.loadUnaligned(fromByteOffset: 5 * row, as: SIMD8<Float>.self), a51 = o.loadUnaligned(fromByteOffset: 5 * row + 32, as: SIMD8<Float>.self)
-        var vr = UnsafeRawPointer(v)
-        for j in 0..<keys {
-            let v0 = vr.loadUnaligned(as: SIMD8<Float>.self), v1 = vr.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            var x = SIMD8<Float>(repeating: p[j]); a00 = fma8(a00, x, v0); a01 = fma8(a01, x, v1)
-            x = SIMD8<Float>(repeating: p[lds + j]); a10 = fma8(a10, x, v0); a11 = fma8(a11, x, v1)
-            x = SIMD8<Float>(repeating: p[2 * lds + j]); a20 = fma8(a20, x, v0); a21 = fma8(a21, x, v1)
-            x = SIMD8<Float>(repeating: p[3 * lds + j]); a30 = fma8(a30, x, v0); a31 = fma8(a31, x, v1)
-            x = SIMD8<Float>(repeating: p[4 * lds + j]); a40 = fma8(a40, x, v0); a41 = fma8(a41, x, v1)
-            x = SIMD8<Float>(repeating: p[5 * lds + j]); a50 = fma8(a50, x, v0); a51 = fma8(a51, x, v1)
-            vr += ldv * 4
-        }
-        o.storeBytes(of: a00, as: SIMD8<Float>.self); o.storeBytes(of: a01, toByteOffset: 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a10, toByteOffset: row, as: SIMD8<Float>.self); o.storeBytes(of: a11, toByteOffset: row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a20, toByteOffset: 2 * row, as: SIMD8<Float>.self); o.storeBytes(of: a21, toByteOffset: 2 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a30, toByteOffset: 3 * row, as: SIMD8<Float>.self); o.storeBytes(of: a31, toByteOffset: 3 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a40, toByteOffset: 4 * row, as: SIMD8<Float>.self); o.storeBytes(of: a41, toByteOffset: 4 * row + 32, as: SIMD8<Float>.self)
-        o.storeBytes(of: a50, toByteOffset: 5 * row, as: SIMD8<Float>.self); o.storeBytes(of: a51, toByteOffset: 5 * row + 32, as: SIMD8<Float>.self)
+        var tile = Tile6x16(loading: acc, rowStride: lda)
+        tile.accumulate(rows: (p, p + lds, p + 2 * lds, p + 3 * lds, p + 4 * lds, p + 5 * lds), v, ldb: ldv, steps: keys)
+        tile.store(to: acc, rowStride: lda)
     }
 
     /// `valueTile16` for the last 8 columns.
@@ -215,5 +155,59 @@ extension Ops {
         o.storeBytes(of: a0, as: SIMD8<Float>.self); o.storeBytes(of: a1, toByteOffset: row, as: SIMD8<Float>.self)
         o.storeBytes(of: a2, toByteOffset: 2 * row, as: SIMD8<Float>.self); o.storeBytes(of: a3, toByteOffset: 3 * row, as: SIMD8<Float>.self)
         o.storeBytes(of: a4, toByteOffset: 4 * row, as: SIMD8<Float>.self); o.storeBytes(of: a5, toByteOffset: 5 * row, as: SIMD8<Float>.self)
+    }
+}
+
+/// Six rows × 16 columns of f32 accumulators (12 ymm registers once inlined): the register tile of both attention
+/// products.
+struct Tile6x16 {
+    var r0 = (SIMD8<Float>(), SIMD8<Float>()), r1 = (SIMD8<Float>(), SIMD8<Float>()), r2 = (SIMD8<Float>(), SIMD8<Float>())
+    var r3 = (SIMD8<Float>(), SIMD8<Float>()), r4 = (SIMD8<Float>(), SIMD8<Float>()), r5 = (SIMD8<Float>(), SIMD8<Float>())
+
+    init() {}
+
+    @inline(__always)
+    init(loading p: UnsafePointer<Float>, rowStride: Int) {
+        let raw = UnsafeRawPointer(p), row = rowStride * 4
+        @inline(__always) func load(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+            (raw.loadUnaligned(fromByteOffset: r * row, as: SIMD8<Float>.self),
+             raw.loadUnaligned(fromByteOffset: r * row + 32, as: SIMD8<Float>.self))
+        }
+        (r0, r1, r2, r3, r4, r5) = (load(0), load(1), load(2), load(3), load(4), load(5))
+    }
+
+    /// row i += Σ_k x_i[k] · b[k·ldb ..< k·ldb + 16] over k < steps.
+    @inline(__always)
+    mutating func accumulate(rows x: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                      UnsafePointer<Float>, UnsafePointer<Float>),
+                             _ b: UnsafePointer<Float>, ldb: Int, steps: Int) {
+        var bp = UnsafeRawPointer(b)
+        for k in 0..<steps {
+            accumulate(x.0[k], x.1[k], x.2[k], x.3[k], x.4[k], x.5[k],
+                       bp.loadUnaligned(as: SIMD8<Float>.self), bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+            bp += ldb * 4
+        }
+    }
+
+    /// row i += x_i · (b0, b1).
+    @inline(__always)
+    mutating func accumulate(_ x0: Float, _ x1: Float, _ x2: Float, _ x3: Float, _ x4: Float, _ x5: Float,
+                             _ b0: SIMD8<Float>, _ b1: SIMD8<Float>) {
+        @inline(__always) func fma(_ r: inout (SIMD8<Float>, SIMD8<Float>), _ x: Float) {
+            let v = SIMD8<Float>(repeating: x)
+            r.0 = Ops.fma8(r.0, v, b0)
+            r.1 = Ops.fma8(r.1, v, b1)
+        }
+        fma(&r0, x0); fma(&r1, x1); fma(&r2, x2); fma(&r3, x3); fma(&r4, x4); fma(&r5, x5)
+    }
+
+    @inline(__always)
+    func store(to p: UnsafeMutablePointer<Float>, rowStride: Int) {
+        let raw = UnsafeMutableRawPointer(p), row = rowStride * 4
+        @inline(__always) func put(_ r: Int, _ v: (SIMD8<Float>, SIMD8<Float>)) {
+            raw.storeBytes(of: v.0, toByteOffset: r * row, as: SIMD8<Float>.self)
+            raw.storeBytes(of: v.1, toByteOffset: r * row + 32, as: SIMD8<Float>.self)
+        }
+        put(0, r0); put(1, r1); put(2, r2); put(3, r3); put(4, r4); put(5, r5)
     }
 }
