@@ -11,7 +11,7 @@ extension Ops {
     /// key (proportional attention for merged tokens); `causal` masks keys after the query's own position.
     public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
                                  keyLogWeights: Tensor? = nil, causal: Bool = false) -> Tensor {
-        return Profiler.measure("attention") {
+        return Profiler.measure(k.shape[1] == q.shape[1] ? "attention (self)" : "attention (other)") {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1]
         precondition(k.shape == [b, nk, c] && v.shape == [b, nk, c], "attention: q \(q.shape) k \(k.shape) v \(v.shape)")
