@@ -58,8 +58,16 @@ extension Ops {
             defer { state.deallocate() }
             let (scores, acc) = (state.scores, state.acc)
             let ktd = kt + (bi * heads + h) * d * nkPad, vpd = vp + (bi * heads + h) * nkPad * d
-            // Query row r of this block (rows past the end repeat the last one; their results are dropped).
-            let qRow = { (r: Int) -> UnsafePointer<Float> in UnsafePointer(q.data + (bi * nq + q0 + min(r, rows - 1)) * c + h * d) }
+            // The block's queries, times 1/√d, packed [tileRows][d] (rows past the end repeat the last one; their
+            // results are dropped): the scores come out scaled, so without key weights the softmax only reads them
+            // for their max before the exp pass.
+            let qs = UnsafeMutablePointer<Float>.allocate(capacity: tileRows * d)
+            defer { qs.deallocate() }
+            for r in 0..<tileRows {
+                let src = q.data + (bi * nq + q0 + min(r, rows - 1)) * c + h * d
+                for e in 0..<d { qs[r * d + e] = src[e] * scale }
+            }
+            let qRow = { (r: Int) -> UnsafePointer<Float> in UnsafePointer(qs + r * d) }
             var k0 = 0
             while k0 < nkPad {
                 let cols = min(kb, nkPad - k0)
@@ -72,8 +80,8 @@ extension Ops {
                 let valid = min(cols, nk - k0) // padded keys beyond nk are masked
                 for r in 0..<tileRows {
                     let s = scores + r * cols
-                    let m = scaleAddMax(s, valid, scale: scale,
-                                        weights: keyLogWeights.map { UnsafePointer($0.data + bi * nk + k0) }, start: state.rowMax[r])
+                    let m = keyLogWeights.map { addMax(s, valid, weights: UnsafePointer($0.data + bi * nk + k0), start: state.rowMax[r]) }
+                        ?? maximum(s, valid, start: state.rowMax[r])
                     for j in valid..<cols { s[j] = 0 }
                     state.step(row: r, s, valid, blockMax: m)
                 }
@@ -92,22 +100,21 @@ extension Ops {
         return out
     }
 
-    /// s[j] ← s[j]·scale + w[j] for j < n; returns max(start, max s).
+    /// s[j] ← s[j] + w[j] for j < n; returns max(start, max s).
     @inline(__always)
-    static func scaleAddMax(_ s: UnsafeMutablePointer<Float>, _ n: Int, scale: Float, weights: UnsafePointer<Float>?, start: Float) -> Float {
+    static func addMax(_ s: UnsafeMutablePointer<Float>, _ n: Int, weights: UnsafePointer<Float>, start: Float) -> Float {
         var m = SIMD8<Float>(repeating: start)
-        let raw = UnsafeMutableRawPointer(s), sc = SIMD8<Float>(repeating: scale)
+        let raw = UnsafeMutableRawPointer(s), wr = UnsafeRawPointer(weights)
         var j = 0
         while j + 8 <= n {
-            var x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * sc
-            if let weights { x += UnsafeRawPointer(weights).loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) }
+            let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) + wr.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
             raw.storeBytes(of: x, toByteOffset: j * 4, as: SIMD8<Float>.self)
             m = vmax(m, x)
             j += 8
         }
         var result = m.max()
         while j < n {
-            s[j] = s[j] * scale + (weights?[j] ?? 0)
+            s[j] += weights[j]
             result = max(result, s[j])
             j += 1
         }
