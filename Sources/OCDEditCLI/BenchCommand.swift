@@ -30,14 +30,17 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
 
-/// The machine's sgemm rate at 2048³ (the roofline every other figure is compared with), GFLOP/s.
-func measureGemmRoofline(size n: Int = 2048, repeats: Int = 3) -> Double {
-    let a = Tensor.randomNormal(shape: [n, n], seed: 1), b = Tensor.randomNormal(shape: [n, n], seed: 2)
-    let c = Tensor(shape: [n, n])
-    Ops.gemm(a.data, b.data, c.data, m: n, n: n, k: n) // warm-up
-    let best = (0..<repeats).map { _ in seconds { Ops.gemm(a.data, b.data, c.data, m: n, n: n, k: n) } }.min()!
-    return 2 * Double(n * n * n) / best / 1e9
+/// Best rate of C[m,n] = A[m,k]·B[k,n] through `Ops.gemm` over `repeats` runs after a warm-up, GFLOP/s.
+func measureGemm(m: Int, n: Int, k: Int, repeats: Int = 3) -> Double {
+    let a = Tensor.randomNormal(shape: [m, k], seed: 1), b = Tensor.randomNormal(shape: [k, n], seed: 2)
+    let c = Tensor(shape: [m, n])
+    Ops.gemm(a.data, b.data, c.data, m: m, n: n, k: k) // warm-up
+    let best = (0..<repeats).map { _ in seconds { Ops.gemm(a.data, b.data, c.data, m: m, n: n, k: k) } }.min()!
+    return 2 * Double(m * n * k) / best / 1e9
 }
+
+/// The machine's sgemm rate at 2048³ (the roofline every other figure is compared with), GFLOP/s.
+func measureGemmRoofline(size n: Int = 2048) -> Double { measureGemm(m: n, n: n, k: n) }
 
 struct GemmBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gemm", abstract: "The machine's sgemm roofline (2048³).")
@@ -48,11 +51,7 @@ struct GemmBench: ParsableCommand {
         if let shape {
             let d = shape.split(separator: ",").compactMap { Int($0) }
             guard d.count == 3 else { throw ValidationError("--shape m,n,k") }
-            let a = Tensor.randomNormal(shape: [d[0], d[2]], seed: 1), b = Tensor.randomNormal(shape: [d[2], d[1]], seed: 2)
-            let c = Tensor(shape: [d[0], d[1]])
-            Ops.gemm(a.data, b.data, c.data, m: d[0], n: d[1], k: d[2])
-            let best = (0..<5).map { _ in seconds { Ops.gemm(a.data, b.data, c.data, m: d[0], n: d[1], k: d[2]) } }.min()!
-            print(String(format: "sgemm %d×%d×%d: %.1f GFLOP/s", d[0], d[1], d[2], 2 * Double(d[0] * d[1] * d[2]) / best / 1e9))
+            print(String(format: "sgemm %d×%d×%d: %.1f GFLOP/s", d[0], d[1], d[2], measureGemm(m: d[0], n: d[1], k: d[2], repeats: 5)))
         }
         let gflops = measureGemmRoofline(size: size)
         print(String(format: "sgemm %d³ on %d cores: %.1f GFLOP/s", size, Parallel.cores, gflops))

@@ -14,25 +14,26 @@ struct Linear {
 
 /// nn.Conv2d (NCHW).
 struct Conv2d {
-    /// The weight [O, C, kh, kw] for the im2col path; nil when the convolution runs as Winograd (its weight is then
-    /// kept only in the Winograd domain, 16/9 of the original size instead of both).
-    let weight: Tensor?
+    /// How the convolution runs: im2col with the weight [O, C, kh, kw], or Winograd F(2×2, 3×3) with the weight
+    /// kept only in the Winograd domain (3×3 stride-1 padding-1 convolutions with enough channels).
+    enum Kernel {
+        case im2col(Tensor)
+        case winograd(WinogradWeight)
+    }
+    let kernel: Kernel
     let bias: Tensor?
     let stride: Int
     let pad: (top: Int, left: Int, bottom: Int, right: Int)
-    /// 3×3 stride-1 padding-1 convolutions with enough channels run as Winograd F(2×2, 3×3).
-    let winograd: WinogradWeight?
     init(_ w: WeightSource, _ prefix: String, _ inC: Int, _ outC: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
          pad: (Int, Int, Int, Int)? = nil) throws {
-        let full = try w.take("\(prefix).weight", shape: [outC, inC, kernel, kernel])
+        let weight = try w.take("\(prefix).weight", shape: [outC, inC, kernel, kernel])
         bias = try w.take("\(prefix).bias", shape: [outC])
         self.stride = stride
         let p = padding ?? kernel / 2
         self.pad = pad.map { ($0.0, $0.1, $0.2, $0.3) } ?? (p, p, p, p)
         let useWinograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1) && inC >= Conv2d.winogradMinimumChannels
             && inC <= Conv2d.winogradMaximumChannels && Conv2d.winogradEnabled
-        winograd = useWinograd ? WinogradWeight(full) : nil
-        weight = useWinograd ? nil : full
+        self.kernel = useWinograd ? .winograd(WinogradWeight(weight)) : .im2col(weight)
     }
     static let winogradMinimumChannels = 16
     /// Winograd weights take 16/9 of the 3×3 weights (SD 1.5 UNet: 3.7 GB instead of 2.1 GB). The deep
@@ -45,8 +46,10 @@ struct Conv2d {
     /// the 3×3 convolutions, which are half of the UNet's and most of the VAE's work; the parity tests hold with it.
     static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] != "0"
     func callAsFunction(_ x: Tensor) -> Tensor {
-        if let winograd { return Ops.conv2dWinograd(x, weight: winograd, bias: bias) }
-        return Ops.conv2d(x, weight: weight!, bias: bias, stride: stride, pad: pad)
+        switch kernel {
+        case .winograd(let weight): return Ops.conv2dWinograd(x, weight: weight, bias: bias)
+        case .im2col(let weight): return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, pad: pad)
+        }
     }
 }
 

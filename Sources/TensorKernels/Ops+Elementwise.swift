@@ -18,16 +18,9 @@ extension Ops {
     public static func sigmoid(_ x: Tensor) -> Tensor { map(x) { 1 / (1 + expf(-$0)) } }
     /// Exact GELU: x · Φ(x) with the error function.
     public static func gelu(_ x: Tensor) -> Tensor {
-        let out = Tensor(shape: x.shape)
+        let out = Tensor(uninitializedShape: x.shape)
         Parallel.forRanges(x.count) { r in
-            let s = UnsafeRawPointer(x.data), d = UnsafeMutableRawPointer(out.data)
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                let v = s.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                d.storeBytes(of: v * normalCDF8(v), toByteOffset: i * 4, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < r.upperBound { let v = x.data[i]; out.data[i] = v * normalCDF8(SIMD8(repeating: v))[0]; i += 1 }
+            gatedGELU(nil, x.data + r.lowerBound, out.data + r.lowerBound, r.count)
         }
         return out
     }
@@ -39,21 +32,25 @@ extension Ops {
         return Profiler.measure("geglu") {
         let c2 = x.shape.last!, c = c2 / 2
         let rows = x.count / c2
-        let out = Tensor(shape: Array(x.shape.dropLast()) + [c])
-        Parallel.forEach(rows) { r in
-            let s = x.data + r * c2, d = out.data + r * c
-            let sr = UnsafeRawPointer(s), dr = UnsafeMutableRawPointer(d)
-            var i = 0
-            while i + 8 <= c {
-                let h = sr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                let g = sr.loadUnaligned(fromByteOffset: (c + i) * 4, as: SIMD8<Float>.self)
-                dr.storeBytes(of: h * g * normalCDF8(g), toByteOffset: i * 4, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < c { let g = s[c + i]; d[i] = s[i] * g * normalCDF8(SIMD8(repeating: g))[0]; i += 1 }
-        }
+        let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [c])
+        Parallel.forEach(rows) { r in gatedGELU(x.data + r * c2, x.data + r * c2 + c, out.data + r * c, c) }
         return out
         }
+    }
+
+    /// d[i] = h[i] · g[i] · Φ(g[i]) for i < n (h = nil: 1), 8 lanes at a time: GELU, and GEGLU's gated half.
+    @inline(__always)
+    static func gatedGELU(_ h: UnsafePointer<Float>?, _ g: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        let gr = UnsafeRawPointer(g), dr = UnsafeMutableRawPointer(d)
+        var i = 0
+        while i + 8 <= n {
+            let gv = gr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            var y = gv * normalCDF8(gv)
+            if let h { y *= UnsafeRawPointer(h).loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) }
+            dr.storeBytes(of: y, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { d[i] = (h?[i] ?? 1) * g[i] * normalCDF8(SIMD8(repeating: g[i]))[0]; i += 1 }
     }
 
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor {

@@ -5,17 +5,18 @@ import COpenBLAS
 public enum Ops {}
 
 extension Ops {
-    /// OpenBLAS runs single-threaded; `gemm` splits large products over the cores itself. OpenBLAS's own pool threads
-    /// spin in sched_yield for a while after every call (OPENBLAS_THREAD_TIMEOUT, read only at library load) and
-    /// steal the two cores from the element-wise kernels between GEMMs: measured 10.7 s → 7.3 s per 512 px UNet
-    /// forward when they stop spinning.
+    /// OpenBLAS runs single-threaded; `gemm` splits large products over the cores itself, so Dispatch is the only
+    /// thread pool. OpenBLAS's own pool threads spin in sched_yield for a while after every call
+    /// (OPENBLAS_THREAD_TIMEOUT, read only at library load) against whatever runs next on the two cores (inside
+    /// attention that made it 3× slower). For whole UNet forwards, interleaved A/B runs of this split against
+    /// OpenBLAS's pool were inside this machine's run-to-run noise.
     static let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
 
     /// Products below this many multiply-adds run on the calling thread.
     static let gemmSplitThreshold = 1 << 22
 
-    /// C[m,n] = alpha · op(A) · op(B) + beta · C through cblas_sgemm (row-major), split over the cores along n (or m
-    /// when n is narrow) for large products.
+    /// C[m,n] = alpha · op(A) · op(B) + beta · C through cblas_sgemm (row-major); large products are split over the
+    /// cores along the larger of n and m.
     public static func gemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                             m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false,
                             lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, alpha: Float = 1, beta: Float = 0) {

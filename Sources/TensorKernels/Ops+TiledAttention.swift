@@ -5,10 +5,10 @@ import Foundation
 // width of 40, so sgemm spends its time packing (measured: 39 GFLOP/s at 64×64 tokens, a quarter of the roofline).
 //
 // Per (item, head) K is packed in panels of 16 keys, each transposed [d][16] (contiguous for the tile kernel: a plain
-// [d][keys] transpose puts the 40 rows a tile reads 16 KB apart, all in one L1 set), and V as [keys][d] (keys padded to 16 with zeros, masked in the
-// softmax). Each task takes 48 query rows and walks key blocks of 256: S = Q·Kᵀ in 6×16 tiles, an online softmax
-// per row, then O += P·V in 6×16 tiles. Everything a task touches (S 48 KB, K and V blocks 40 KB each at d = 40)
-// stays in L2.
+// [d][keys] transpose puts the 40 rows a tile reads 16 KB apart, all in one L1 set), and V as [keys][d] (keys padded
+// to 16 with zeros, masked in the softmax). Each task takes 48 query rows and walks key blocks of 256: S = Q·Kᵀ in
+// 6×16 tiles, an online softmax per row, then O += P·V in 6×16 tiles. Everything a task touches (S 48 KB, K and V
+// blocks 40 KB each at d = 40) stays in L2.
 
 extension Ops {
     static let tiledQueryRows = 48
@@ -46,7 +46,7 @@ extension Ops {
                 (vpd + j * d).update(repeating: 0, count: d)
             }
         }
-        let out = Tensor(shape: [b, nq, c])
+        let out = Tensor(uninitializedShape: [b, nq, c]) // every (row, head) slice is written by its task
         let rowsPerTask = tiledQueryRows
         let qBlocks = (nq + rowsPerTask - 1) / rowsPerTask
         Parallel.forEach(b * heads * qBlocks) { task in

@@ -18,7 +18,7 @@ public final class WinogradWeight: @unchecked Sendable {
         Parallel.forEach(o) { oc in
             for ic in 0..<c {
                 let k = wd + (oc * c + ic) * 9
-                var t = [Float](repeating: 0, count: 12) // G·g: 4×3
+                var t = SIMD16<Float>() // G·g: 4×3 (on the stack: this runs once per (O, C) pair at model load)
                 for i in 0..<4 { for j in 0..<3 { t[i * 3 + j] = g[i][0] * k[j] + g[i][1] * k[3 + j] + g[i][2] * k[6 + j] } }
                 for i in 0..<4 { for j in 0..<4 {
                     ud[((i * 4 + j) * o + oc) * c + ic] = t[i * 3] * g[j][0] + t[i * 3 + 1] * g[j][1] + t[i * 3 + 2] * g[j][2]
@@ -78,8 +78,10 @@ extension Ops {
                                        planeStride: Int) {
         let th = (h + 1) / 2, tw = (w + 1) / 2
         let half = tw + 1 // even / odd columns of the padded row (x = -1 ... 2·tw)
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * half)
+        // 8 rows E_0…E_3, O_0…O_3 of `half` floats, + 8 so a partial last group of tiles can load 8 lanes.
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * half + 8)
         defer { scratch.deallocate() }
+        (scratch + 8 * half).initialize(repeating: 0, count: 8)
         for ty in 0..<th {
             let y0 = 2 * ty - 1
             func row(_ i: Int) -> UnsafePointer<Float>? { let y = y0 + i; return y >= 0 && y < h ? src + y * w : nil }
@@ -99,30 +101,28 @@ extension Ops {
             let rowOut = v + ty * tw
             for i in 0..<4 {
                 let e = UnsafeRawPointer(scratch + i * half), od = UnsafeRawPointer(scratch + (4 + i) * half)
-                let o0 = UnsafeMutableRawPointer(rowOut + (4 * i) * planeStride), o1 = UnsafeMutableRawPointer(rowOut + (4 * i + 1) * planeStride)
-                let o2 = UnsafeMutableRawPointer(rowOut + (4 * i + 2) * planeStride), o3 = UnsafeMutableRawPointer(rowOut + (4 * i + 3) * planeStride)
                 var tx = 0
-                while tx + 8 <= tw {
+                while tx < tw {
+                    let lanes = min(8, tw - tx)
                     let e0 = e.loadUnaligned(fromByteOffset: tx * 4, as: SIMD8<Float>.self)
                     let e1 = e.loadUnaligned(fromByteOffset: tx * 4 + 4, as: SIMD8<Float>.self)
                     let d0 = od.loadUnaligned(fromByteOffset: tx * 4, as: SIMD8<Float>.self)
                     let d1 = od.loadUnaligned(fromByteOffset: tx * 4 + 4, as: SIMD8<Float>.self)
-                    o0.storeBytes(of: e0 - e1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
-                    o1.storeBytes(of: d0 + e1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
-                    o2.storeBytes(of: e1 - d0, toByteOffset: tx * 4, as: SIMD8<Float>.self)
-                    o3.storeBytes(of: d0 - d1, toByteOffset: tx * 4, as: SIMD8<Float>.self)
-                    tx += 8
-                }
-                let es = scratch + i * half, ds = scratch + (4 + i) * half
-                while tx < tw {
-                    (rowOut + (4 * i) * planeStride)[tx] = es[tx] - es[tx + 1]
-                    (rowOut + (4 * i + 1) * planeStride)[tx] = ds[tx] + es[tx + 1]
-                    (rowOut + (4 * i + 2) * planeStride)[tx] = es[tx + 1] - ds[tx]
-                    (rowOut + (4 * i + 3) * planeStride)[tx] = ds[tx] - ds[tx + 1]
-                    tx += 1
+                    storeLanes(e0 - e1, rowOut + (4 * i) * planeStride + tx, lanes)
+                    storeLanes(d0 + e1, rowOut + (4 * i + 1) * planeStride + tx, lanes)
+                    storeLanes(e1 - d0, rowOut + (4 * i + 2) * planeStride + tx, lanes)
+                    storeLanes(d0 - d1, rowOut + (4 * i + 3) * planeStride + tx, lanes)
+                    tx += lanes
                 }
             }
         }
+    }
+
+    /// The first `lanes` (≤ 8) lanes of v to p.
+    @inline(__always)
+    static func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+        if lanes == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self); return }
+        for l in 0..<lanes { p[l] = v[l] }
     }
 
     /// Y = Aᵀ·M·A + bias for every tile of one output channel, M read from m[ξ·planeStride + tile];
@@ -132,31 +132,26 @@ extension Ops {
         let th = (h + 1) / 2, tw = (w + 1) / 2
         let b = SIMD8<Float>(repeating: bias)
         for ty in 0..<th {
-            let q = UnsafeRawPointer(m + ty * tw)
-            func load(_ xi: Int, _ tx: Int) -> SIMD8<Float> { q.loadUnaligned(fromByteOffset: (xi * planeStride + tx) * 4, as: SIMD8<Float>.self) }
+            let q = m + ty * tw
             let y0 = 2 * ty
             var tx = 0
             while tx < tw {
                 let lanes = min(8, tw - tx)
-                var even0 = SIMD8<Float>(), odd0 = SIMD8<Float>(), even1 = SIMD8<Float>(), odd1 = SIMD8<Float>()
-                if lanes == 8 {
-                    // Row sums (Aᵀ·M) per column j, then the column step.
-                    let a0 = load(0, tx) + load(4, tx) + load(8, tx), a1 = load(1, tx) + load(5, tx) + load(9, tx)
-                    let a2 = load(2, tx) + load(6, tx) + load(10, tx), a3 = load(3, tx) + load(7, tx) + load(11, tx)
-                    let c0 = load(4, tx) - load(8, tx) - load(12, tx), c1 = load(5, tx) - load(9, tx) - load(13, tx)
-                    let c2 = load(6, tx) - load(10, tx) - load(14, tx), c3 = load(7, tx) - load(11, tx) - load(15, tx)
-                    even0 = a0 + a1 + a2 + b; odd0 = a1 - a2 - a3 + b
-                    even1 = c0 + c1 + c2 + b; odd1 = c1 - c2 - c3 + b
-                } else {
-                    for l in 0..<lanes {
-                        let t = tx + l
-                        func s(_ xi: Int) -> Float { m[ty * tw + xi * planeStride + t] }
-                        let a0 = s(0) + s(4) + s(8), a1 = s(1) + s(5) + s(9), a2 = s(2) + s(6) + s(10), a3 = s(3) + s(7) + s(11)
-                        let c0 = s(4) - s(8) - s(12), c1 = s(5) - s(9) - s(13), c2 = s(6) - s(10) - s(14), c3 = s(7) - s(11) - s(15)
-                        even0[l] = a0 + a1 + a2 + bias; odd0[l] = a1 - a2 - a3 + bias
-                        even1[l] = c0 + c1 + c2 + bias; odd1[l] = c1 - c2 - c3 + bias
-                    }
+                // M[ξ] for 8 tiles (the last group of a row may be partial: the other lanes are 0 and unused).
+                func load(_ xi: Int) -> SIMD8<Float> {
+                    let p = q + xi * planeStride + tx
+                    if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+                    var v = SIMD8<Float>()
+                    for l in 0..<lanes { v[l] = p[l] }
+                    return v
                 }
+                // Row sums (Aᵀ·M) per column j, then the column step.
+                let a0 = load(0) + load(4) + load(8), a1 = load(1) + load(5) + load(9)
+                let a2 = load(2) + load(6) + load(10), a3 = load(3) + load(7) + load(11)
+                let c0 = load(4) - load(8) - load(12), c1 = load(5) - load(9) - load(13)
+                let c2 = load(6) - load(10) - load(14), c3 = load(7) - load(11) - load(15)
+                let even0 = a0 + a1 + a2 + b, odd0 = a1 - a2 - a3 + b
+                let even1 = c0 + c1 + c2 + b, odd1 = c1 - c2 - c3 + b
                 let row0 = dst + y0 * w, row1 = dst + (y0 + 1) * w
                 for l in 0..<lanes {
                     let x0 = 2 * (tx + l)

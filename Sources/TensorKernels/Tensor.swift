@@ -56,20 +56,16 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public let data: UnsafeMutablePointer<Float>
 
     /// A zero-filled tensor.
-    public init(shape: [Int]) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
-        self.shape = shape
-        count = shape.reduce(1, *)
-        storage = TensorStorage(count: count)
-        data = storage.pointer
-    }
+    public convenience init(shape: [Int]) { self.init(shape: shape, zeroed: true) }
 
     /// A tensor whose elements are not initialised: only for outputs a kernel overwrites completely.
-    public init(uninitializedShape shape: [Int]) {
+    public convenience init(uninitializedShape shape: [Int]) { self.init(shape: shape, zeroed: false) }
+
+    private init(shape: [Int], zeroed: Bool) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
         count = shape.reduce(1, *)
-        storage = TensorStorage(count: count, zeroed: false)
+        storage = TensorStorage(count: count, zeroed: zeroed)
         data = storage.pointer
     }
 
