@@ -181,7 +181,11 @@ public final class UNet2DConditionModel {
                 h = resnet(Ops.concat([h, skips.removeLast()], dim: 1), tembSiLU: tembSiLU)
                 if !block.attentions.isEmpty { h = block.attentions[j](h, context: encoderHiddenStates, hooks: hooks) }
             }
-            if let us = block.upsampler { h = us(Ops.upsampleNearest2x(h)) }
+            // Up to the next skip's size: 2× when the latent is a multiple of 2^(up blocks), otherwise diffusers'
+            // `upsample_size` path (odd sizes round up on the way down, nearest resize back on the way up).
+            if let us = block.upsampler, let skip = skips.last {
+                h = us(Ops.upsampleNearest(h, height: skip.shape[2], width: skip.shape[3]))
+            }
         }
         return convOut(normOut(h, silu: true))
     }

@@ -31,15 +31,29 @@ extension Ops {
 
     /// Nearest-neighbour 2× upsampling of [B, C, H, W].
     public static func upsampleNearest2x(_ x: Tensor) -> Tensor {
+        upsampleNearest(x, height: 2 * x.shape[2], width: 2 * x.shape[3])
+    }
+
+    /// Nearest-neighbour resize of [B, C, H, W] to `height` × `width`, PyTorch's `F.interpolate(size:, mode="nearest")`:
+    /// output row i reads input row min(⌊i·H/height⌋, H − 1) (exactly i/2 when height = 2H). diffusers' UNet upsamples
+    /// this way to the skip connection's size when the latent is not a multiple of 2^(up blocks).
+    public static func upsampleNearest(_ x: Tensor, height oh: Int, width ow: Int) -> Tensor {
         return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let out = Tensor(shape: [b, c, 2 * h, 2 * w])
+        func sourceIndex(_ i: Int, _ input: Int, _ output: Int) -> Int {
+            if output == 2 * input { return i >> 1 }
+            return min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
+        }
+        let cols = (0..<ow).map { sourceIndex($0, w, ow) }
+        let rows = (0..<oh).map { sourceIndex($0, h, oh) }
+        let out = Tensor(uninitializedShape: [b, c, oh, ow])
         Parallel.forEach(b * c) { bc in
-            let s = x.data + bc * h * w, d = out.data + bc * 4 * h * w
-            for y in 0..<h {
-                let row = d + 2 * y * 2 * w
-                for xx in 0..<w { let v = s[y * w + xx]; row[2 * xx] = v; row[2 * xx + 1] = v }
-                (row + 2 * w).update(from: row, count: 2 * w)
+            let s = x.data + bc * h * w, d = out.data + bc * oh * ow
+            for y in 0..<oh {
+                let row = d + y * ow
+                if y > 0 && rows[y] == rows[y - 1] { row.update(from: row - ow, count: ow); continue }
+                let src = s + rows[y] * w
+                for xx in 0..<ow { row[xx] = src[cols[xx]] }
             }
         }
         return out

@@ -64,8 +64,8 @@ public struct EditorSettings: Sendable, Equatable {
     /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
     public var preserveBackground: Bool = true
     /// `context-margin`: extra latent cells around the mask's box for the foreground crop, 0…64. Default 0: the edit
-    /// region is already dilated by 1 + the feather, and rounding up to the UNet's multiple adds more; at 256 px a
-    /// margin of 2 turned an 8 % object's 16-cell crop into 24 cells (measured: 2.10× vs 1.49× over baseline).
+    /// region is already dilated by 1 + the feather, which is the crop's context (the crop takes any size: the UNet
+    /// resizes odd sizes back as diffusers does).
     public var contextMargin: Int = 0
     /// `tome-ratio`: share of key/value tokens merged in self-attention, 0.0…0.9. Default 0.5.
     public var tomeRatio: Double = 0.5

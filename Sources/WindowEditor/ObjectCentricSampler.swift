@@ -43,9 +43,6 @@ final class ObjectCentricSampler {
         self.settings = settings
     }
 
-    /// The UNet's input must be a multiple of this (one halving per down block but the last).
-    var latentMultiple: Int { 1 << max(0, unet.config.blockOutChannels.count - 1) }
-
     /// Denoising steps actually run for `strength` (diffusers' img2img rule: ⌊steps·strength⌋ of the schedule's end).
     static func editSteps(steps: Int, strength: Double) -> Int { min(steps, max(0, Int(Double(steps) * strength))) }
 
@@ -65,8 +62,9 @@ final class ObjectCentricSampler {
         // Object-centric sampling: a crop smaller than the latent, and how many steps run on it.
         var boxes: [LatentBox]? = nil
         if useOCD && settings.ocdSampling {
+            // Any crop size: the UNet follows diffusers' `upsample_size` path when it is not a multiple of 8.
             let b = LatentRegions.commonBoxes(inputs.editRegion, height: h, width: w, margin: settings.contextMargin,
-                                              multiple: latentMultiple)
+                                              multiple: 1)
             if b[0].area < h * w { boxes = b }
         }
         let n1 = boxes == nil ? 0 : min(n, max(0, Int((Double(n) * settings.blendStep).rounded())))

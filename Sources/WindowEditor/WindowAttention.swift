@@ -52,12 +52,16 @@ final class WindowAttention: UNetAttentionHooks {
     /// Saliency of every frame averaged down to a layer's resolution.
     private func saliency(height h: Int, width w: Int) -> [[Float]] {
         if let s = saliencyCache[h * 100_000 + w] { return s }
-        let fy = max(1, height / h), fx = max(1, width / w)
+        // Cell y covers input rows ⌊y·H/h⌋ ..< ⌈(y+1)·H/h⌉ (odd sizes round up on the way down, so cells overlap).
+        func span(_ i: Int, _ full: Int, _ layer: Int) -> Range<Int> {
+            let lo = min(i * full / layer, full - 1)
+            return lo..<max(lo + 1, min(full, ((i + 1) * full + layer - 1) / layer))
+        }
         let out = saliency.map { full -> [Float] in
             var s = [Float](repeating: 0, count: h * w)
             for y in 0..<h { for x in 0..<w {
                 var sum: Float = 0, n: Float = 0
-                for yy in (y * fy)..<min(height, y * fy + fy) { for xx in (x * fx)..<min(width, x * fx + fx) {
+                for yy in span(y, height, h) { for xx in span(x, width, w) {
                     sum += full[yy * width + xx]; n += 1
                 } }
                 s[y * w + x] = n > 0 ? sum / n : 0

@@ -244,6 +244,23 @@ def tiny_pipeline(name, sd2, tokenizer_dir, seed):
     return folder
 
 
+def odd_size_fixture(name, seed):
+    """The saved tiny UNet on a latent that is not a multiple of 2^(up blocks): diffusers' upsample_size path."""
+    from diffusers import UNet2DConditionModel
+    folder = os.path.join(FIX, name)
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(folder, "unet"), torch_dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(seed + 200)
+    sample = torch.randn(2, 4, 7, 9, generator=g)
+    timestep = torch.tensor([981.0, 41.0])
+    ehs = torch.randn(2, 77, 32, generator=g)
+    ref = os.path.join(folder, "reference")
+    with torch.no_grad():
+        out = unet(sample, timestep, encoder_hidden_states=ehs).sample.contiguous()
+    save_file({"sample": sample, "timestep": timestep, "encoder_hidden_states": ehs}, os.path.join(ref, "unet_odd_in.safetensors"))
+    save_file({"sample": out}, os.path.join(ref, "unet_odd_out.safetensors"))
+    print(f"{name}: odd-size UNet reference written")
+
+
 def main(parts):
     everything = not parts
     if everything or "tokenizer" in parts or "tiny" in parts:
@@ -254,10 +271,13 @@ def main(parts):
         ddim_fixture()
     if everything or "tome" in parts:
         tome_fixture()
+    if "odd" in parts and "tiny" not in parts:   # "tiny" (and everything) writes it after the pipelines
+        odd_size_fixture("tiny-sd1", 1)
     if not (everything or "tiny" in parts):
         return
     sd1 = tiny_pipeline("tiny-sd1", False, tokdir, 1)
     tiny_pipeline("tiny-sd2", True, tokdir, 2)
+    odd_size_fixture("tiny-sd1", 1)
     bundled = os.path.join(ROOT, "Models", "tiny-sd")
     if os.path.exists(bundled):
         shutil.rmtree(bundled)

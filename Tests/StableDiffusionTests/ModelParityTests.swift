@@ -22,6 +22,20 @@ final class ModelParityTests: XCTestCase {
         }
     }
 
+    /// A 7×9 latent (not a multiple of 2): the downsampler rounds up to 4×5, the upsampler resizes back to the skip's
+    /// 7×9 as diffusers' `upsample_size` path does. The editor relies on this for foreground crops of any size.
+    func testUNetOddLatentSizeMatchesDiffusers() throws {
+        let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
+        let input = try Fixtures.tensors("tiny-sd1/reference/unet_odd_in.safetensors")
+        let expected = try Fixtures.tensors("tiny-sd1/reference/unet_odd_out.safetensors").tensor("sample")
+        let out = unet(try input.tensor("sample"), timesteps: try input.tensor("timestep").array,
+                       encoderHiddenStates: try input.tensor("encoder_hidden_states"))
+        XCTAssertEqual(out.shape, [2, 4, 7, 9])
+        let err = relativeMaxError(out, expected)
+        print("parity tiny-sd1 unet 7×9: \(err)")
+        XCTAssertLessThan(err, 1e-4)
+    }
+
     func testVAEMatchesDiffusers() throws {
         for name in configs {
             let vae = try AutoencoderKL(folder: Fixtures.url("\(name)/vae"))
