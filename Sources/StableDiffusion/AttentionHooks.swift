@@ -9,6 +9,11 @@ public struct AttentionLayerInfo: Sendable {
     public let channels: Int
     public let heads: Int
     public let isCrossAttention: Bool
+
+    public init(name: String, height: Int, width: Int, channels: Int, heads: Int, isCrossAttention: Bool) {
+        (self.name, self.height, self.width, self.channels, self.heads) = (name, height, width, channels, heads)
+        self.isCrossAttention = isCrossAttention
+    }
 }
 
 /// Keys/values for self-attention chosen by a hook: token groups (each [1, M_g, C], normed hidden states before

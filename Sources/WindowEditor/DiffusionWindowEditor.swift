@@ -17,6 +17,9 @@ public final class DiffusionWindowEditor: WindowEditing {
     public let pipeline: StableDiffusionPipeline
     public let settings: EditorSettings
     public private(set) var lastReport = EditReport()
+    /// The pixel masks the last edit composited through (before feathering): the input masks, in mode=blended
+    /// intersected with the automatic mask.
+    private(set) var lastCompositeMasks: [Mask] = []
     private var prompts: (source: Tensor, target: Tensor, negative: Tensor)?
 
     /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
@@ -29,8 +32,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
-        guard settings.mode == .ocd || settings.mode == .baseline else {
-            throw WindowEditError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd or mode=baseline")
+        guard [.ocd, .baseline, .blended].contains(settings.mode) else {
+            throw WindowEditError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd, baseline or blended")
         }
         self.pipeline = pipeline
         self.settings = settings
@@ -47,6 +50,7 @@ public final class DiffusionWindowEditor: WindowEditing {
         precondition(frames.count == masks.count, "one mask per frame")
         let start = Date()
         var report = EditReport()
+        lastCompositeMasks = []
         defer { report.seconds = Date().timeIntervalSince(start); lastReport = report }
         guard let first = frames.first else { return [] }
         let (W, H) = (first.width, first.height)
@@ -84,8 +88,14 @@ public final class DiffusionWindowEditor: WindowEditing {
         }
         let p = promptEmbeddings()
         let sampler = ObjectCentricSampler(unet: pipeline.unet, scheduler: pipeline.scheduler, settings: settings)
-        let inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency,
+        var inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency,
                                     source: p.source, target: p.target, negative: p.negative)
+        inputs.regionDilation = 1 + featherLatent
+        if settings.mode == .blended {
+            let tokenizer = pipeline.tokenizer
+            inputs.blendTokens = AutomaticBlendMask.editedTokenPositions(source: tokenizer.encode(settings.sourcePrompt),
+                                                                         target: tokenizer.encode(settings.prompt ?? ""))
+        }
         let edited: Tensor
         do {
             edited = try sampler.run(inputs, isCancelled: isCancelled)
@@ -98,18 +108,36 @@ public final class DiffusionWindowEditor: WindowEditing {
 
         // 2. Decode only the changed area (one box size for the window so it stays one batch), with a margin for
         //    the decoder's reach.
-        let boxes = LatentRegions.commonBoxes(region, height: lh, width: lw, margin: 2, multiple: 1)
+        let boxes = LatentRegions.commonBoxes(sampler.editedRegion, height: lh, width: lw, margin: 2, multiple: 1)
         let crops = Ops.scale(LatentRegions.crop(edited, boxes), 1 / vae.scalingFactor)
         let decoded = ImageTensors.images(vae.decode(crops))
 
-        // 3. Composite through the feathered mask.
+        // 3. Composite through the feathered mask (mode=blended: the input mask and the automatic one).
+        let automatic = sampler.automaticMask
+        lastCompositeMasks = frames.indices.map { i in
+            automatic.map { Self.intersect(masks[i], threshold: threshold, latentMask: $0[i], width: lw, height: lh) } ?? masks[i]
+        }
         return frames.indices.map { i in
+            let mask = lastCompositeMasks[i]
             let alpha = settings.preserveBackground
-                ? FeatherMask(mask: masks[i], threshold: threshold, feather: settings.feather)
+                ? FeatherMask(mask: mask, threshold: threshold, feather: settings.feather)
                 : FeatherMask(fullWidth: W, height: H)
             return Compositor.composite(frames[i], edited: decoded[i], originX: boxes[i].x * down, originY: boxes[i].y * down,
                                         canvasWidth: pw, canvasHeight: ph, alpha: alpha)
         }
+    }
+
+    /// The pixel mask (255/0) where `mask` is at or above the threshold and the latent cell under the pixel is set.
+    static func intersect(_ mask: Mask, threshold: Int, latentMask: [Float], width lw: Int, height lh: Int) -> Mask {
+        let (w, h) = (mask.width, mask.height)
+        var pixels = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h {
+            let row = (y * lh / h) * lw
+            for x in 0..<w where Int(mask.pixels[y * w + x]) >= threshold && latentMask[row + x * lw / w] > 0 {
+                pixels[y * w + x] = 255
+            }
+        }
+        return Mask(width: w, height: h, pixels: pixels)
     }
 
     /// Source, target and negative prompt embeddings [1, 77, D], computed once per editor.

@@ -61,6 +61,9 @@ public struct EditorSettings: Sendable, Equatable {
     /// `inversion-iterations`: fixed-point iterations per DDIM inversion step: the step is repeated with the
     /// prediction taken at its own result, so denoising retraces it more closely. 1 = plain DDIM inversion. 1…20. Default 1.
     public var inversionIterations: Int = 1
+    /// `blend-threshold` (mode=blended): share of the peak of the edited words' cross-attention (per frame, after a
+    /// 3×3 max-pool) at or above which a cell is in the automatic mask, 0.0…1.0. Default 0.3 (FateZero's).
+    public var blendThreshold: Double = 0.3
     /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
     public var preserveBackground: Bool = true
     /// `context-margin`: extra latent cells around the mask's box for the foreground crop, 0…64. Default 0: the edit

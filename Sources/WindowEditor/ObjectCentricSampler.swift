@@ -17,6 +17,8 @@ public struct SamplingReport: Sendable {
     /// The foreground crop, as a share of the latent (1 = no crop).
     public var cropFraction = 1.0
     public var foregroundSteps = 0, jointSteps = 0, backgroundInversionSteps = 0
+    /// mode=blended: share of the latent the automatic mask kept (before dilation), nil in other modes.
+    public var automaticMaskCoverage: Double? = nil
 }
 
 /// The window in latent space, prepared by the editor.
@@ -29,6 +31,10 @@ struct SamplingInputs {
     var saliency: [[Float]]
     /// Prompt embeddings [1, 77, D].
     var source: Tensor, target: Tensor, negative: Tensor
+    /// mode=blended: context positions of the edited words, and the dilation (latent cells) that makes the
+    /// automatic mask cover the composite's feathered edge.
+    var blendTokens: [Int] = []
+    var regionDilation = 1
 }
 
 final class ObjectCentricSampler {
@@ -36,6 +42,11 @@ final class ObjectCentricSampler {
     let scheduler: DDIMScheduler
     let settings: EditorSettings
     private(set) var report = SamplingReport()
+    /// Where the last run let the latent change: the inputs' edit region, in mode=blended intersected with the
+    /// (dilated) automatic mask.
+    private(set) var editedRegion: [[Float]] = []
+    /// mode=blended: the automatic mask of the last run (latent grid, undilated), for the composite.
+    private(set) var automaticMask: [[Float]]? = nil
 
     init(unet: UNet2DConditionModel, scheduler: DDIMScheduler, settings: EditorSettings) {
         self.unet = unet
@@ -48,6 +59,8 @@ final class ObjectCentricSampler {
 
     func run(_ inputs: SamplingInputs, isCancelled: @escaping @Sendable () -> Bool) throws -> Tensor {
         report = SamplingReport()
+        editedRegion = inputs.editRegion
+        automaticMask = nil
         let z0 = inputs.latents
         let (h, w) = (z0.shape[2], z0.shape[3])
         let steps = max(1, settings.steps)
@@ -74,6 +87,10 @@ final class ObjectCentricSampler {
         report.jointSteps = n2
 
         let halves = settings.guidanceScale > 1 ? 2 : 1
+        let blendMask = settings.mode == .blended
+            ? AutomaticBlendMask(tokens: inputs.blendTokens, frames: z0.shape[0], latentHeight: h, latentWidth: w,
+                                 unet: unet.config, threshold: Float(settings.blendThreshold))
+            : nil
         // `step` seeds token-merge destinations: the timestep, so inversion and denoising at t pair tokens alike.
         func predict(_ x: Tensor, _ t: Int, prompt: Tensor, guided: Bool, saliency: [[Float]], step: Int) throws -> Tensor {
             if isCancelled() { throw EditCancelled() }
@@ -82,6 +99,7 @@ final class ObjectCentricSampler {
             let hooks = WindowAttention(frames: frames, halves: cfg ? 2 : 1, settings: settings, merge: mergeRatio > 0,
                                         saliency: saliency, height: lh, width: lw,
                                         seed: settings.seed &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
+            if guided { hooks.blendMask = blendMask }
             let sample = cfg ? Ops.concat([x, x], dim: 0) : x
             let context = cfg ? Ops.concat([repeated(inputs.negative, frames), repeated(prompt, frames)], dim: 0)
                               : repeated(prompt, frames)
@@ -161,10 +179,21 @@ final class ObjectCentricSampler {
         } else {
             x = full[n]
         }
+        // mode=blended: from 20 % of the steps on, the automatic mask (recomputed each step until 80 %, then kept)
+        // narrows the edit region.
+        let blendStart = Int((Double(n) * 0.2).rounded()), blendEnd = max(blendStart + 1, Int((Double(n) * 0.8).rounded()))
         for j in n1..<n {
             let e = try predict(x, ts[j], prompt: inputs.target, guided: true, saliency: inputs.saliency, step: ts[j])
             x = scheduler.step(modelOutput: e, timestep: ts[j], sample: x, steps: steps)
-            if preserve { LatentRegions.blend(x, reference: full[n - 1 - j], masks: inputs.editRegion) }
+            if let blendMask, j >= blendStart, j < blendEnd || automaticMask == nil {
+                let auto = blendMask.latentMask(height: h, width: w)
+                automaticMask = auto
+                editedRegion = zip(auto, inputs.editRegion).map { a, r in
+                    zip(LatentRegions.dilate(a, height: h, width: w, radius: inputs.regionDilation), r).map { min($0, $1) }
+                }
+                report.automaticMaskCoverage = Double(auto.joined().reduce(0, +)) / Double(auto.count * h * w)
+            }
+            if preserve { LatentRegions.blend(x, reference: full[n - 1 - j], masks: editedRegion) }
         }
         return x
     }

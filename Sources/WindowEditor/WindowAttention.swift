@@ -20,6 +20,8 @@ final class WindowAttention: UNetAttentionHooks {
     private(set) var attentionPairs = 0
     private(set) var mergedTokens = 0
     private var saliencyCache: [Int: [[Float]]] = [:]
+    /// mode=blended: receives the target prompt's cross-attention maps.
+    var blendMask: AutomaticBlendMask?
 
     init(frames: Int, halves: Int, settings: EditorSettings, merge: Bool, saliency: [[Float]], height: Int, width: Int,
          seed: UInt64, minimumMergeTokens: Int = 256) {
@@ -115,6 +117,15 @@ final class WindowAttention: UNetAttentionHooks {
         }
         for g in itemGroups { attentionPairs += n * g.reduce(0) { $0 + tokens[$1].shape[1] } }
         return KeyValueGroups(tokens: tokens, logWeights: weights, itemGroups: itemGroups)
+    }
+}
+
+extension WindowAttention {
+    func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool { blendMask?.accepts(layer) ?? false }
+
+    /// The batch is half-major: the target prompt's frames are the last half.
+    func observeCrossAttention(_ probabilities: Tensor, layer: AttentionLayerInfo) {
+        blendMask?.observe(probabilities, firstItem: (halves - 1) * frames)
     }
 }
 
