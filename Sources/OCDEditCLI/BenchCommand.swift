@@ -211,7 +211,9 @@ struct EditBench: ParsableCommand {
             s.backgroundSteps = backgroundSteps
             s.crossFrame = cross
             let editor = try DiffusionWindowEditor(pipeline: pipeline, settings: s)
+            Profiler.reset()
             _ = try editor.edit(frames: window, masks: masks, isCancelled: { false })
+            if Profiler.enabled { print("\(m): time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
             let r = editor.lastReport
             results[m] = (r.seconds, r.sampling)
             print(String(format: "%@: %.1f s for %d frames at %d px, %d steps (%d UNet calls, %d token-steps, %.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps)",

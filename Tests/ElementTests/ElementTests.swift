@@ -245,6 +245,41 @@ final class ElementTests: XCTestCase {
         }
     }
 
+    /// mode=blended with the mask pad unlinked: the automatic mask decides where to edit. Every frame comes back with
+    /// its timestamp, some pixels change and some keep their bytes (threshold 0.9: the bundled model's random
+    /// cross-attention is nearly flat, see the README).
+    func testBlendedModeWithoutMask() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Models/tiny-sd").path
+        let p = try videoOnly(window: 4, extra: """
+            model=\(model) prompt="a blue ball" source-prompt="a red ball" mode=blended blend-threshold=0.9 steps=4 \
+            processing-size=64 feather=2
+            """)
+        p.play()
+        var inputs: [[UInt8]] = []
+        for i in 0..<4 {
+            var rgb = [UInt8](repeating: 0, count: w * h * 3)
+            for k in 0..<(w * h) {
+                rgb[3 * k] = UInt8((k % w) * 4 % 256)
+                rgb[3 * k + 1] = UInt8((k / w) * 5 % 256)
+                rgb[3 * k + 2] = UInt8((i * 40 + k) % 256)
+            }
+            inputs.append(rgb)
+            p.pushVideo(rgb, pts: UInt(i) * frameNs)
+        }
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 60)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0.1))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), (0..<4).map { UInt($0) * frameNs })
+        for (i, f) in frames.enumerated() {
+            var changed = 0
+            for k in 0..<(w * h) where f.bytes[(3 * k)..<(3 * k + 3)] != inputs[i][(3 * k)..<(3 * k + 3)] { changed += 1 }
+            XCTAssertGreaterThan(changed, 0, "frame \(i) was not edited")
+            XCTAssertLessThan(changed, w * h, "frame \(i): the automatic mask covered every pixel")
+        }
+    }
+
     /// A model folder that does not exist is a bus error naming it, not a crash or a hang.
     func testMissingModelIsABusError() throws {
         let p = try videoOnly(window: 2, extra: "model=/nonexistent/sd prompt=cat")
