@@ -34,12 +34,36 @@ public struct KeyValueGroups {
     }
 }
 
+/// Self-attention computed for some batch items only, the others' outputs propagated from theirs (TokenFlow): item
+/// `i` in `sources` gets, for each token p, weightA · out[itemA][indexA[p]] + (1 − weightA) · out[itemB][indexB[p]].
+public struct PropagatedSelfAttention {
+    public struct Source {
+        public var itemA: Int, indexA: [Int32], itemB: Int, indexB: [Int32], weightA: Float
+        public init(itemA: Int, indexA: [Int32], itemB: Int, indexB: [Int32], weightA: Float) {
+            (self.itemA, self.indexA, self.itemB, self.indexB, self.weightA) = (itemA, indexA, itemB, indexB, weightA)
+        }
+    }
+    /// Items whose self-attention is computed; `groups.itemGroups[j]` are the groups `computed[j]` attends to.
+    public var computed: [Int]
+    public var groups: KeyValueGroups
+    /// Every other item, and where its output comes from (items in `computed`).
+    public var sources: [Int: Source]
+
+    public init(computed: [Int], groups: KeyValueGroups, sources: [Int: Source]) {
+        precondition(groups.itemGroups.count == computed.count, "PropagatedSelfAttention: groups for \(groups.itemGroups.count) of \(computed.count) items")
+        (self.computed, self.groups, self.sources) = (computed, groups, sources)
+    }
+}
+
 /// Lets the window editor change self-attention (cross-frame keys/values, token merging) and observe
 /// cross-attention maps, without the model knowing about windows.
 public protocol UNetAttentionHooks: AnyObject {
     /// Self-attention (attn1): `x` is the normed hidden states [B, N = h·w, C]. Return the key/value groups each
     /// batch item attends to; nil = plain self-attention on `x`.
     func selfAttentionKeyValues(_ x: Tensor, layer: AttentionLayerInfo) -> KeyValueGroups?
+    /// Self-attention (attn1) run for some items and propagated to the others; asked before
+    /// `selfAttentionKeyValues`, nil = not propagated.
+    func selfAttentionPropagation(_ x: Tensor, layer: AttentionLayerInfo) -> PropagatedSelfAttention?
     /// Cross-attention (attn2): true to receive head-averaged probabilities [B, N, 77] through `observeCrossAttention`.
     func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool
     func observeCrossAttention(_ probabilities: Tensor, layer: AttentionLayerInfo)
@@ -47,6 +71,7 @@ public protocol UNetAttentionHooks: AnyObject {
 
 extension UNetAttentionHooks {
     public func selfAttentionKeyValues(_ x: Tensor, layer: AttentionLayerInfo) -> KeyValueGroups? { nil }
+    public func selfAttentionPropagation(_ x: Tensor, layer: AttentionLayerInfo) -> PropagatedSelfAttention? { nil }
     public func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool { false }
     public func observeCrossAttention(_ probabilities: Tensor, layer: AttentionLayerInfo) {}
 }
@@ -79,21 +104,48 @@ struct Attention {
     /// Self-attention of x [B, N, C] over hook-chosen key/value groups: K/V projected once per group, then each
     /// item's queries attend to the concatenation of its groups (with their log weights).
     func callAsFunction(_ x: Tensor, groups kv: KeyValueGroups) -> Tensor {
+        precondition(kv.itemGroups.count == x.shape[0], "KeyValueGroups for \(kv.itemGroups.count) items, batch \(x.shape[0])")
+        return self(x, propagation: PropagatedSelfAttention(computed: Array(0..<x.shape[0]), groups: kv, sources: [:]))
+    }
+
+    /// Self-attention for `p.computed` items over their groups; every other item's output gathered from theirs
+    /// (before to_out, which is affine, so gathering with weights summing to 1 commutes with it).
+    func callAsFunction(_ x: Tensor, propagation p: PropagatedSelfAttention) -> Tensor {
         let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
-        precondition(kv.itemGroups.count == b, "KeyValueGroups for \(kv.itemGroups.count) items, batch \(b)")
-        let q = toQ(x)
+        precondition(p.computed.count + p.sources.count == b && p.sources.keys.allSatisfy { !p.computed.contains($0) },
+                     "self-attention: \(p.computed.count) computed + \(p.sources.count) propagated items, batch \(b)")
+        let kv = p.groups
+        let xc: Tensor
+        if p.computed == Array(0..<b) {
+            xc = x
+        } else {
+            xc = Tensor(uninitializedShape: [p.computed.count, n, c])
+            for (j, item) in p.computed.enumerated() { (xc.data + j * n * c).update(from: x.data + item * n * c, count: n * c) }
+        }
+        let q = toQ(xc)
         let keys = kv.tokens.map { toK($0) }, values = kv.tokens.map { toV($0) }
         let out = Tensor(shape: [b, n, c])
-        for item in 0..<b {
-            let g = kv.itemGroups[item]
+        for (j, item) in p.computed.enumerated() {
+            let g = kv.itemGroups[j]
             let k = g.count == 1 ? keys[g[0]] : Ops.concat(g.map { keys[$0] }, dim: 1)
             let v = g.count == 1 ? values[g[0]] : Ops.concat(g.map { values[$0] }, dim: 1)
             var w: Tensor? = nil
             if g.contains(where: { kv.logWeights[$0] != nil }) {
                 w = Ops.concat(g.map { kv.logWeights[$0] ?? Tensor(shape: [1, kv.tokens[$0].shape[1]]) }, dim: 1)
             }
-            let y = Ops.attention(query: q.slice(first: item, length: 1), key: k, value: v, heads: heads, keyLogWeights: w)
+            let y = Ops.attention(query: q.slice(first: j, length: 1), key: k, value: v, heads: heads, keyLogWeights: w)
             out.data.advanced(by: item * n * c).update(from: y.data, count: n * c)
+        }
+        let computed = Set(p.computed)
+        for (item, s) in p.sources {
+            precondition(s.indexA.count == n && s.indexB.count == n && computed.contains(s.itemA) && computed.contains(s.itemB),
+                         "propagation of item \(item) from items \(s.itemA), \(s.itemB) (\(s.indexA.count) of \(n) tokens)")
+            let d = out.data + item * n * c, a = out.data + s.itemA * n * c, bb = out.data + s.itemB * n * c
+            let (wa, wb) = (s.weightA, 1 - s.weightA)
+            for t in 0..<n {
+                let ra = a + Int(s.indexA[t]) * c, rb = bb + Int(s.indexB[t]) * c, rd = d + t * c
+                for k in 0..<c { rd[k] = wa * ra[k] + wb * rb[k] }
+            }
         }
         return toOut(out)
     }

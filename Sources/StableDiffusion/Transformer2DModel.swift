@@ -20,7 +20,9 @@ struct BasicTransformerBlock {
         let n1 = norm1(x)
         let info1 = AttentionLayerInfo(name: attn1.name, height: height, width: width, channels: c, heads: attn1.heads,
                                        isCrossAttention: false)
-        if let hooks, let groups = hooks.selfAttentionKeyValues(n1, layer: info1) {
+        if let hooks, let propagation = hooks.selfAttentionPropagation(n1, layer: info1) {
+            Ops.addInPlace(x, attn1(n1, propagation: propagation))
+        } else if let hooks, let groups = hooks.selfAttentionKeyValues(n1, layer: info1) {
             Ops.addInPlace(x, attn1(n1, groups: groups))
         } else {
             Ops.addInPlace(x, attn1(n1))

@@ -32,8 +32,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
-        guard [.ocd, .baseline, .blended].contains(settings.mode) else {
-            throw WindowEditError("mode '\(settings.mode.rawValue)' is not implemented yet; use mode=ocd, baseline or blended")
+        guard settings.mode != .reatco else {
+            throw WindowEditError("mode 'reatco' is not implemented yet; use mode=ocd, baseline, blended or tokenflow")
         }
         self.pipeline = pipeline
         self.settings = settings

@@ -64,6 +64,9 @@ public struct EditorSettings: Sendable, Equatable {
     /// `blend-threshold` (mode=blended): share of the peak of the edited words' cross-attention (per frame, after a
     /// 3×3 max-pool) at or above which a cell is in the automatic mask, 0.0…1.0. Default 0.3 (FateZero's).
     public var blendThreshold: Double = 0.3
+    /// `keyframe-interval` (mode=tokenflow): one keyframe every this many frames, at a random offset drawn per step
+    /// from `seed`; 1 = every frame is a keyframe (extended attention over the window, nothing propagated). 1…64. Default 4.
+    public var keyframeInterval: Int = 4
     /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
     public var preserveBackground: Bool = true
     /// `context-margin`: extra latent cells around the mask's box for the foreground crop, 0…64. Default 0: the edit

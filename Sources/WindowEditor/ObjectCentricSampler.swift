@@ -92,7 +92,13 @@ final class ObjectCentricSampler {
                                  unet: unet.config, threshold: Float(settings.blendThreshold))
             : nil
         // `step` seeds token-merge destinations: the timestep, so inversion and denoising at t pair tokens alike.
-        func predict(_ x: Tensor, _ t: Int, prompt: Tensor, guided: Bool, saliency: [[Float]], step: Int) throws -> Tensor {
+        let tokenFlow = settings.mode == .tokenflow
+            ? TokenFlowPropagation(frames: z0.shape[0], steps: n, interval: settings.keyframeInterval, seed: settings.seed)
+            : nil
+        // `recordFor`: the edit step whose TokenFlow source features this inversion call provides; `propagateAt`: the
+        // edit step this call is.
+        func predict(_ x: Tensor, _ t: Int, prompt: Tensor, guided: Bool, saliency: [[Float]], step: Int,
+                     recordFor: Int? = nil, propagateAt: Int? = nil) throws -> Tensor {
             if isCancelled() { throw EditCancelled() }
             let frames = x.shape[0], lh = x.shape[2], lw = x.shape[3]
             let cfg = guided && halves == 2
@@ -100,6 +106,11 @@ final class ObjectCentricSampler {
                                         saliency: saliency, height: lh, width: lw,
                                         seed: settings.seed &+ UInt64(step) &* 0x2545_F491_4F6C_DD1D)
             if guided { hooks.blendMask = blendMask }
+            if let tokenFlow {
+                hooks.tokenFlow = tokenFlow
+                hooks.tokenFlowRecordStep = recordFor
+                hooks.tokenFlowStep = propagateAt
+            }
             let sample = cfg ? Ops.concat([x, x], dim: 0) : x
             let context = cfg ? Ops.concat([repeated(inputs.negative, frames), repeated(prompt, frames)], dim: 0)
                               : repeated(prompt, frames)
@@ -140,7 +151,9 @@ final class ObjectCentricSampler {
         var eps: Tensor? = nil
         for k in 0..<n2 {
             if evaluated.contains(k) || eps == nil {
-                eps = try predict(x, tsUp[k], prompt: inputs.source, guided: false, saliency: inputs.saliency, step: tsUp[k])
+                // Edit step n−1−k runs at this timestep: its TokenFlow correspondences come from these features.
+                eps = try predict(x, tsUp[k], prompt: inputs.source, guided: false, saliency: inputs.saliency, step: tsUp[k],
+                                  recordFor: n - 1 - k)
                 report.backgroundInversionSteps += 1
             }
             var next = scheduler.inversionStep(modelOutput: eps!, timestep: tsUp[k], sample: x, steps: steps)
@@ -183,7 +196,8 @@ final class ObjectCentricSampler {
         // narrows the edit region.
         let blendStart = Int((Double(n) * 0.2).rounded()), blendEnd = max(blendStart + 1, Int((Double(n) * 0.8).rounded()))
         for j in n1..<n {
-            let e = try predict(x, ts[j], prompt: inputs.target, guided: true, saliency: inputs.saliency, step: ts[j])
+            let e = try predict(x, ts[j], prompt: inputs.target, guided: true, saliency: inputs.saliency, step: ts[j],
+                                propagateAt: j)
             x = scheduler.step(modelOutput: e, timestep: ts[j], sample: x, steps: steps)
             if let blendMask, j >= blendStart, j < blendEnd || automaticMask == nil {
                 let auto = blendMask.latentMask(height: h, width: w)

@@ -22,6 +22,10 @@ final class WindowAttention: UNetAttentionHooks {
     private var saliencyCache: [Int: [[Float]]] = [:]
     /// mode=blended: receives the target prompt's cross-attention maps.
     var blendMask: AutomaticBlendMask?
+    /// mode=tokenflow: the edit step whose source features this (inversion) call records, or the edit step this
+    /// (edit) call propagates.
+    var tokenFlow: TokenFlowPropagation?
+    var tokenFlowRecordStep: Int?, tokenFlowStep: Int?
 
     init(frames: Int, halves: Int, settings: EditorSettings, merge: Bool, saliency: [[Float]], height: Int, width: Int,
          seed: UInt64, minimumMergeTokens: Int = 256) {
@@ -77,6 +81,7 @@ final class WindowAttention: UNetAttentionHooks {
     func selfAttentionKeyValues(_ x: Tensor, layer: AttentionLayerInfo) -> KeyValueGroups? {
         let n = layer.height * layer.width, c = layer.channels
         precondition(x.shape == [halves * frames, n, c], "window attention: \(x.shape) for \(halves)×\(frames) frames")
+        if let tokenFlow, let step = tokenFlowRecordStep, halves == 1 { tokenFlow.record(x, layer: layer.name, step: step) }
         let merge = mergeRatio > 0 && n >= minimumMergeTokens
         if crossFrame == .none && !merge {
             attentionPairs += halves * frames * n * n
@@ -121,6 +126,14 @@ final class WindowAttention: UNetAttentionHooks {
 }
 
 extension WindowAttention {
+    func selfAttentionPropagation(_ x: Tensor, layer: AttentionLayerInfo) -> PropagatedSelfAttention? {
+        guard let tokenFlow, let step = tokenFlowStep,
+              let p = tokenFlow.propagation(x, layer: layer.name, step: step, halves: halves) else { return nil }
+        let n = layer.height * layer.width
+        attentionPairs += p.computed.count * n * (p.groups.itemGroups.first?.count ?? 0) * n
+        return p
+    }
+
     func wantsCrossAttentionProbabilities(_ layer: AttentionLayerInfo) -> Bool { blendMask?.accepts(layer) ?? false }
 
     /// The batch is half-major: the target prompt's frames are the last half.

@@ -203,7 +203,7 @@ final class DiffusionEditorTests: XCTestCase {
 
     func testUnimplementedModesAreRefused() throws {
         let pipe = try model()
-        for mode in [EditMode.reatco, .tokenflow] {
+        for mode in [EditMode.reatco] {
             XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: settings { $0.mode = mode })) {
                 XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
             }

@@ -1,0 +1,109 @@
+// mode=tokenflow: TokenFlow's keyframe editing with feature propagation. At every edit step a random set of keyframes
+// (one every `keyframe-interval` frames, random offset) is edited with extended self-attention over all keyframes;
+// every other frame's self-attention output is gathered from its two neighbouring keyframes' outputs, at each token's
+// nearest neighbour (cosine) in the source video's features, weighted by frame distance. The source features are the
+// inversion pass's normed hidden states at the same timestep, so no extra UNet pass is spent on them.
+import Foundation
+import StableDiffusion
+import TensorKernels
+
+final class TokenFlowPropagation {
+    let frames: Int
+    /// Per edit step: the keyframes (ascending).
+    let keyframes: [[Int]]
+    /// Per edit step, per self-attention layer: where each non-keyframe frame's tokens come from (frame indices).
+    private var fields: [Int: [String: [Int: PropagatedSelfAttention.Source]]] = [:]
+
+    init(frames: Int, steps: Int, interval: Int, seed: UInt64) {
+        self.frames = frames
+        var rng = SeededRandom(seed: seed ^ 0x746F_6B65_6E66_6C6F)   // "tokenflo"
+        let s = max(1, interval)
+        keyframes = (0..<steps).map { _ in
+            let offset = Int(rng.next() % UInt64(min(s, frames)))
+            return Array(stride(from: offset, to: frames, by: s))
+        }
+    }
+
+    /// The neighbouring keyframes of frame `i` and the weight of the earlier one (1 when there is one neighbour).
+    static func neighbours(of i: Int, keyframes: [Int]) -> (a: Int, b: Int, weightA: Float) {
+        let before = keyframes.last { $0 <= i }, after = keyframes.first { $0 >= i }
+        switch (before, after) {
+        case let (a?, b?) where a != b: return (a, b, Float(b - i) / Float(b - a))
+        case let (a?, _): return (a, a, 1)
+        case let (nil, b?): return (b, b, 1)
+        default: preconditionFailure("no keyframes")
+        }
+    }
+
+    /// For each row of `x` [N, C], the row of `y` [M, C] with the highest cosine similarity (first on ties).
+    static func nearest(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows n: Int, candidates m: Int, channels c: Int) -> [Int32] {
+        func normalised(_ p: UnsafePointer<Float>, _ rows: Int) -> [Float] {
+            var out = [Float](repeating: 0, count: rows * c)
+            for r in 0..<rows {
+                var norm: Float = 0
+                for k in 0..<c { norm += p[r * c + k] * p[r * c + k] }
+                let inv = 1 / max(norm.squareRoot(), 1e-12)
+                for k in 0..<c { out[r * c + k] = p[r * c + k] * inv }
+            }
+            return out
+        }
+        let a = normalised(x, n), b = normalised(y, m)
+        var scores = [Float](repeating: 0, count: n * m)
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in scores.withUnsafeMutableBufferPointer { sp in
+            Ops.gemm(ap.baseAddress!, bp.baseAddress!, sp.baseAddress!, m: n, n: m, k: c, transB: true)
+        } } }
+        return (0..<n).map { r in
+            var best = 0, v = -Float.infinity
+            for j in 0..<m where scores[r * m + j] > v { v = scores[r * m + j]; best = j }
+            return Int32(best)
+        }
+    }
+
+    /// Records the source features of one layer for edit step `step`: `x` [frames, N, C], the inversion pass's
+    /// normed hidden states at that step's timestep. Finds every non-keyframe token's nearest keyframe tokens.
+    func record(_ x: Tensor, layer: String, step: Int) {
+        guard step >= 0 && step < keyframes.count else { return }
+        let (n, c) = (x.shape[1], x.shape[2])
+        precondition(x.shape[0] == frames, "tokenflow: features of \(x.shape[0]) frames, window of \(frames)")
+        let keys = keyframes[step]
+        var sources: [Int: PropagatedSelfAttention.Source] = [:]
+        for i in 0..<frames where !keys.contains(i) {
+            let (a, b, w) = Self.neighbours(of: i, keyframes: keys)
+            let fi = x.data + i * n * c
+            let ia = Self.nearest(fi, x.data + a * n * c, rows: n, candidates: n, channels: c)
+            let ib = b == a ? ia : Self.nearest(fi, x.data + b * n * c, rows: n, candidates: n, channels: c)
+            sources[i] = PropagatedSelfAttention.Source(itemA: a, indexA: ia, itemB: b, indexB: ib, weightA: w)
+        }
+        fields[step, default: [:]][layer] = sources
+    }
+
+    /// The propagation for one layer of the edit's UNet call at `step`, whose batch is `halves` × frames (half-major):
+    /// keyframes attend to every keyframe of their half; the rest are gathered within their half. Nil when the
+    /// layer's fields were not recorded (then the layer runs as usual).
+    func propagation(_ x: Tensor, layer: String, step: Int, halves: Int) -> PropagatedSelfAttention? {
+        guard let layerFields = fields[step]?[layer] else { return nil }
+        let keys = keyframes[step]
+        var computed: [Int] = [], tokens: [Tensor] = [], itemGroups: [[Int]] = []
+        var sources: [Int: PropagatedSelfAttention.Source] = [:]
+        for hf in 0..<halves {
+            let groupBase = tokens.count
+            for k in keys {
+                computed.append(hf * frames + k)
+                tokens.append(x.slice(first: hf * frames + k, length: 1))
+            }
+            for _ in keys { itemGroups.append(Array(groupBase..<(groupBase + keys.count))) }
+            for (i, s) in layerFields {
+                var t = s
+                t.itemA += hf * frames
+                t.itemB += hf * frames
+                sources[hf * frames + i] = t
+            }
+        }
+        return PropagatedSelfAttention(computed: computed,
+                                       groups: KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: itemGroups),
+                                       sources: sources)
+    }
+
+    /// Edit steps whose fields are recorded, for reports.
+    var recordedSteps: Int { fields.count }
+}
