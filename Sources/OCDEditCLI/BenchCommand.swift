@@ -161,7 +161,7 @@ struct EditBench: ParsableCommand {
     @Option(help: "Frame and processing size in pixels (square).") var size = 256
     @Option(help: "DDIM steps of the schedule.") var steps = 20
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
-    @Option(help: "baseline, ocd, or compare (both, then the speed-up).") var mode = "compare"
+    @Option(help: "compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, blended, tokenflow.") var mode = "compare"
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/tiny-sd"
     @Option(help: "OCD blend step (fraction of the edit on the foreground crop).") var blendStep = EditorSettings().blendStep
     @Option(help: "OCD token merging ratio.") var tomeRatio = EditorSettings().tomeRatio
@@ -170,7 +170,9 @@ struct EditBench: ParsableCommand {
     @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.") var crossFrame = EditorSettings().crossFrame.rawValue
 
     func run() throws {
-        guard ["baseline", "ocd", "compare"].contains(mode) else { throw ValidationError("--mode baseline|ocd|compare") }
+        guard mode == "compare" || EditMode(rawValue: mode) != nil else {
+            throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
+        }
         guard let cross = CrossFrameAttention(rawValue: crossFrame) else { throw ValidationError("unknown --cross-frame \(crossFrame)") }
         let folder = URL(fileURLWithPath: model)
         var pipeline: StableDiffusionPipeline!
@@ -222,8 +224,9 @@ struct EditBench: ParsableCommand {
         }
         var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": steps, "mask_coverage": actualCoverage,
                                    "build_seconds": build, "peak_rss_bytes": peakRSSBytes()]
-        let main = results["ocd"] ?? results["baseline"]!
-        json["mode"] = results["ocd"] != nil ? "ocd" : "baseline"
+        let mainMode = mode == "compare" ? "ocd" : mode
+        let main = results[mainMode]!
+        json["mode"] = mainMode
         json["seconds"] = main.seconds
         json["unet_token_steps"] = main.report.unetTokenSteps
         json["attention_pairs"] = main.report.attentionPairs

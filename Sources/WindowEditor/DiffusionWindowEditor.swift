@@ -33,7 +33,7 @@ public final class DiffusionWindowEditor: WindowEditing {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
         guard settings.mode != .reatco else {
-            throw WindowEditError("mode 'reatco' is not implemented yet; use mode=ocd, baseline, blended or tokenflow")
+            throw WindowEditError("mode 'reatco' is not implemented yet (its attention refocusing needs gradients through the UNet, which this inference engine does not compute); use mode=ocd, baseline, blended or tokenflow")
         }
         self.pipeline = pipeline
         self.settings = settings

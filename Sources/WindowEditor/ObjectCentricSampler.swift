@@ -193,13 +193,13 @@ final class ObjectCentricSampler {
             x = full[n]
         }
         // mode=blended: from 20 % of the steps on, the automatic mask (recomputed each step until 80 %, then kept)
-        // narrows the edit region.
+        // narrows the edit region (with preserve-background=false nothing is blended and the whole frame is edited).
         let blendStart = Int((Double(n) * 0.2).rounded()), blendEnd = max(blendStart + 1, Int((Double(n) * 0.8).rounded()))
         for j in n1..<n {
             let e = try predict(x, ts[j], prompt: inputs.target, guided: true, saliency: inputs.saliency, step: ts[j],
                                 propagateAt: j)
             x = scheduler.step(modelOutput: e, timestep: ts[j], sample: x, steps: steps)
-            if let blendMask, j >= blendStart, j < blendEnd || automaticMask == nil {
+            if preserve, let blendMask, j >= blendStart, j < blendEnd || automaticMask == nil {
                 let auto = blendMask.latentMask(height: h, width: w)
                 automaticMask = auto
                 editedRegion = zip(auto, inputs.editRegion).map { a, r in
