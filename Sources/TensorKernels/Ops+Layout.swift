@@ -53,7 +53,11 @@ extension Ops {
                 let row = d + y * ow
                 if y > 0 && rows[y] == rows[y - 1] { row.update(from: row - ow, count: ow); continue }
                 let src = s + rows[y] * w
-                for xx in 0..<ow { row[xx] = src[cols[xx]] }
+                if ow == 2 * w {
+                    for xx in 0..<w { let v = src[xx]; row[2 * xx] = v; row[2 * xx + 1] = v }
+                } else {
+                    for xx in 0..<ow { row[xx] = src[cols[xx]] }
+                }
             }
         }
         return out

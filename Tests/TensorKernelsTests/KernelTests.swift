@@ -124,6 +124,13 @@ final class KernelTests: XCTestCase {
         let u = Ops.upsampleNearest2x(x)
         XCTAssertEqual(u.shape, [2, 3, 8, 10])
         XCTAssertEqual(u.data[((1 * 3 + 1) * 8 + 5) * 10 + 7], x.data[((1 * 3 + 1) * 4 + 2) * 5 + 3])
+        // Any size: PyTorch's F.interpolate(size:, mode="nearest") picks input ⌊i·in/out⌋ (values printed by torch 2.15).
+        let row = Tensor(shape: [1, 1, 4, 3])
+        for i in 0..<12 { row.data[i] = Float(i) }
+        let r = Ops.upsampleNearest(row, height: 7, width: 7)
+        XCTAssertEqual((0..<7).map { r.data[$0] }, [0, 0, 0, 1, 1, 2, 2])
+        XCTAssertEqual((0..<7).map { r.data[$0 * 7] }, [0, 0, 3, 3, 6, 6, 9])
+        XCTAssertEqual(Ops.upsampleNearest(x, height: 8, width: 10).array, u.array)
         let parts = Ops.split(x, dim: 1, sizes: [1, 2])
         XCTAssertEqual(Ops.concat(parts, dim: 1).array, x.array)
         XCTAssertEqual(parts[1].shape, [2, 2, 4, 5])
