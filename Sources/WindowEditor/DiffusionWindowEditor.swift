@@ -25,18 +25,24 @@ public final class DiffusionWindowEditor: WindowEditing {
     /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
     public convenience init(settings: EditorSettings) throws {
         guard let path = settings.modelPath, !path.isEmpty else { throw ModelError("no model folder set") }
+        try Self.validate(settings)   // before the model loads: a bad setting should not cost a load
         try self.init(pipeline: StableDiffusionPipeline(folder: URL(fileURLWithPath: path)), settings: settings)
     }
 
     public init(pipeline: StableDiffusionPipeline, settings: EditorSettings) throws {
+        try Self.validate(settings)
+        self.pipeline = pipeline
+        self.settings = settings
+    }
+
+    /// Settings this editor cannot run, as one-line errors.
+    static func validate(_ settings: EditorSettings) throws {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
         guard settings.mode != .reatco else {
             throw WindowEditError("mode 'reatco' is not implemented yet (its attention refocusing needs gradients through the UNet, which this inference engine does not compute); use mode=ocd, baseline, blended or tokenflow")
         }
-        self.pipeline = pipeline
-        self.settings = settings
     }
 
     /// Processing canvas for a frame: short side = processing-size, long side keeps the aspect, multiple of 64.

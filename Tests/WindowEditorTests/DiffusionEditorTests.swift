@@ -207,6 +207,10 @@ final class DiffusionEditorTests: XCTestCase {
             XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: settings { $0.mode = mode })) {
                 XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
             }
+            // Refused before the model loads: the error is about the mode, not the (missing) folder.
+            XCTAssertThrowsError(try DiffusionWindowEditor(settings: settings { $0.mode = mode; $0.modelPath = "/nonexistent" })) {
+                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
+            }
         }
     }
 
