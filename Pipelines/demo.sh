@@ -3,6 +3,8 @@
 # GRAY8) and writes the edited frames as PNG files plus a WebM clip.
 #   Pipelines/demo.sh [OUTDIR] [extra ocdedit properties...]
 #   e.g. Pipelines/demo.sh out/demo mode=baseline inversion-iterations=3 blend-step=0.5 context-margin=1
+#        Pipelines/demo.sh out/demo-flow mode=tokenflow keyframe-interval=4
+#        Pipelines/demo.sh out/demo-blended mode=blended blend-threshold=0.9
 # With the bundled tiny model (Models/tiny-sd, random weights) the edit is noise-like inside the disc: it shows the
 # whole path (inversion, object-centric sampling, compositing) running, not a pretty picture. Point MODEL at a real
 # Stable Diffusion 1.5 diffusers folder for a real edit.

@@ -41,8 +41,7 @@ extension Ops {
         return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         func sourceIndex(_ i: Int, _ input: Int, _ output: Int) -> Int {
-            if output == 2 * input { return i >> 1 }
-            return min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
+            min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
         }
         let cols = (0..<ow).map { sourceIndex($0, w, ow) }
         let rows = (0..<oh).map { sourceIndex($0, h, oh) }

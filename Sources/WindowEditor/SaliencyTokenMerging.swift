@@ -57,33 +57,13 @@ public enum SaliencyTokenMerging {
             return MergePlan(tokenCount: n, destinations: dst, unmerged: src, merged: [])
         }
         // Normalised metric rows, gathered into sources and destinations.
-        func gatherNormalised(_ idx: [Int]) -> [Float] {
-            var out = [Float](repeating: 0, count: idx.count * c)
-            for (row, i) in idx.enumerated() {
-                let p = metric + i * c
-                var norm: Float = 0
-                for k in 0..<c { norm += p[k] * p[k] }
-                let inv = 1 / max(norm.squareRoot(), 1e-12)
-                for k in 0..<c { out[row * c + k] = p[k] * inv }
-            }
-            return out
-        }
-        let a = gatherNormalised(src), b = gatherNormalised(dst)
-        var scores = [Float](repeating: 0, count: src.count * dst.count)
-        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in scores.withUnsafeMutableBufferPointer { sp in
-            Ops.gemm(ap.baseAddress!, bp.baseAddress!, sp.baseAddress!, m: src.count, n: dst.count, k: c, transB: true)
-        } } }
-        var best = [Int](repeating: 0, count: src.count)
-        var score = [Float](repeating: 0, count: src.count)
-        for i in 0..<src.count {
-            var m = -Float.infinity, j = 0
-            for k in 0..<dst.count where scores[i * dst.count + k] > m { m = scores[i * dst.count + k]; j = k }
-            best[i] = j
-            if let saliency {
+        let (best, similarity) = CosineMatching.best(CosineMatching.normalisedRows(metric, channels: c, src),
+                                                     CosineMatching.normalisedRows(metric, channels: c, dst), channels: c)
+        var score = similarity
+        if let saliency {
+            for i in 0..<src.count {
                 let s = min(max(saliency[src[i]], 0), 1)
-                score[i] = (1 - foregroundWeight * s) * (1 + m) / 2
-            } else {
-                score[i] = m
+                score[i] = (1 - foregroundWeight * s) * (1 + similarity[i]) / 2
             }
         }
         // Best first; ties keep token order (stable).

@@ -35,30 +35,6 @@ final class TokenFlowPropagation {
         }
     }
 
-    /// For each row of `x` [N, C], the row of `y` [M, C] with the highest cosine similarity (first on ties).
-    static func nearest(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows n: Int, candidates m: Int, channels c: Int) -> [Int32] {
-        func normalised(_ p: UnsafePointer<Float>, _ rows: Int) -> [Float] {
-            var out = [Float](repeating: 0, count: rows * c)
-            for r in 0..<rows {
-                var norm: Float = 0
-                for k in 0..<c { norm += p[r * c + k] * p[r * c + k] }
-                let inv = 1 / max(norm.squareRoot(), 1e-12)
-                for k in 0..<c { out[r * c + k] = p[r * c + k] * inv }
-            }
-            return out
-        }
-        let a = normalised(x, n), b = normalised(y, m)
-        var scores = [Float](repeating: 0, count: n * m)
-        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in scores.withUnsafeMutableBufferPointer { sp in
-            Ops.gemm(ap.baseAddress!, bp.baseAddress!, sp.baseAddress!, m: n, n: m, k: c, transB: true)
-        } } }
-        return (0..<n).map { r in
-            var best = 0, v = -Float.infinity
-            for j in 0..<m where scores[r * m + j] > v { v = scores[r * m + j]; best = j }
-            return Int32(best)
-        }
-    }
-
     /// Records the source features of one layer for edit step `step`: `x` [frames, N, C], the inversion pass's
     /// normed hidden states at that step's timestep. Finds every non-keyframe token's nearest keyframe tokens.
     func record(_ x: Tensor, layer: String, step: Int) {
@@ -67,11 +43,18 @@ final class TokenFlowPropagation {
         precondition(x.shape[0] == frames, "tokenflow: features of \(x.shape[0]) frames, window of \(frames)")
         let keys = keyframes[step]
         var sources: [Int: PropagatedSelfAttention.Source] = [:]
+        var unitRows: [Int: [Float]] = [:]   // each frame's rows normalised once per call
+        func frame(_ f: Int) -> [Float] {
+            if let u = unitRows[f] { return u }
+            let u = CosineMatching.normalisedRows(x.data, channels: c, (f * n)..<((f + 1) * n))
+            unitRows[f] = u
+            return u
+        }
         for i in 0..<frames where !keys.contains(i) {
             let (a, b, w) = Self.neighbours(of: i, keyframes: keys)
-            let fi = x.data + i * n * c
-            let ia = Self.nearest(fi, x.data + a * n * c, rows: n, candidates: n, channels: c)
-            let ib = b == a ? ia : Self.nearest(fi, x.data + b * n * c, rows: n, candidates: n, channels: c)
+            let fi = frame(i)
+            let ia = CosineMatching.best(fi, frame(a), channels: c).index.map(Int32.init)
+            let ib = b == a ? ia : CosineMatching.best(fi, frame(b), channels: c).index.map(Int32.init)
             sources[i] = PropagatedSelfAttention.Source(itemA: a, indexA: ia, itemB: b, indexB: ib, weightA: w)
         }
         fields[step, default: [:]][layer] = sources

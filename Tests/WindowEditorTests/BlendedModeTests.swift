@@ -51,21 +51,14 @@ final class BlendedModeTests: XCTestCase {
         XCTAssertEqual(mask[1][0], 0)
     }
 
-    func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings {
-        var s = EditorSettings()
-        s.modelPath = Fixtures.bundledModel.path
-        s.prompt = "a blue sports car"
-        s.sourcePrompt = "a red car"
-        s.steps = 10
-        s.processingSize = 128
-        s.feather = 4
-        s.seed = 3
-        s.mode = .blended
-        // The bundled model's random weights attend almost evenly to every word: after the 3×3 max-pool every cell is
-        // above 0.8 of the frame's peak (measured: coverage 1.00 at thresholds 0.3, 0.6 and 0.8; 0.51 and 0.75 at 0.9).
-        s.blendThreshold = 0.9
-        change(&s)
-        return s
+    func settings() -> EditorSettings {
+        DiffusionEditorTests.settings { s in
+            s.processingSize = 128
+            s.mode = .blended
+            // The bundled model's random weights attend almost evenly to every word: after the 3×3 max-pool every cell
+            // is above 0.8 of the frame's peak (measured: coverage 1.00 at thresholds 0.3, 0.6 and 0.8; 0.51 and 0.75 at 0.9).
+            s.blendThreshold = 0.9
+        }
     }
 
     /// With the bundled model: the composite mask lies inside the input mask and is narrower than it (the automatic

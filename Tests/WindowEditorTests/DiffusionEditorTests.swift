@@ -51,7 +51,10 @@ final class DiffusionEditorTests: XCTestCase {
         return Frame(format: .i420, width: w, height: h, planes: [y, u, v])
     }
 
-    func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings {
+    func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings { Self.settings(change) }
+
+    /// The editor tests' common settings: the bundled model, a small fast edit, seed 3.
+    static func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings {
         var s = EditorSettings()
         s.modelPath = Fixtures.bundledModel.path
         s.prompt = "a blue sports car"

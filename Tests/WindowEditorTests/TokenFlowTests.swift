@@ -57,15 +57,12 @@ final class TokenFlowTests: XCTestCase {
     func testTokenFlowEdit() throws {
         let pipe = try XCTUnwrap(DiffusionEditorTests.pipeline)
         let w = DiffusionEditorTests.window(frames: 4)
-        var s = EditorSettings()
-        s.modelPath = Fixtures.bundledModel.path
-        s.prompt = "a blue sports car"
-        s.sourcePrompt = "a red car"
-        s.steps = 8
-        s.processingSize = 64
-        s.feather = 4
-        s.keyframeInterval = 2
-        s.crossFrame = .all
+        var s = DiffusionEditorTests.settings {
+            $0.steps = 8
+            $0.seed = 0
+            $0.keyframeInterval = 2
+            $0.crossFrame = .all
+        }
         var reports: [EditMode: SamplingReport] = [:], outputs: [EditMode: [Frame]] = [:]
         for mode in [EditMode.baseline, .tokenflow] {
             s.mode = mode
