@@ -46,6 +46,10 @@ public final class StableDiffusionPipeline {
         self.scheduler = scheduler
     }
 
+    /// The image side the model was trained at, in pixels: the UNet's `sample_size` × the VAE's downscale factor
+    /// (SD 1.5: 64 × 8 = 512), what diffusers' pipelines use when no size is given.
+    public var nativeSize: Int { unet.config.sampleSize * vae.config.downscale }
+
     /// Prompt embeddings [P, 77, D].
     public func encode(prompts: [String]) -> Tensor {
         textEncoder(prompts.map { tokenizer.inputIds($0) })

@@ -17,6 +17,9 @@ public struct UNet2DConditionConfig: Sendable {
     public var transformerLayersPerBlock = 1
     public var flipSinToCos = true
     public var freqShift = 0
+    /// `sample_size`: the latent side the model was trained at (SD 1.5: 64, i.e. 512 px); diffusers' pipelines
+    /// default to it × the VAE's downscale factor.
+    public var sampleSize = 64
 
     public init() {}
 
@@ -36,6 +39,7 @@ public struct UNet2DConditionConfig: Sendable {
         transformerLayersPerBlock = c.intOrList("transformer_layers_per_block", count: n)?.first ?? 1
         flipSinToCos = c.bool("flip_sin_to_cos", true)
         freqShift = c.int("freq_shift", 0)
+        sampleSize = c.intOrList("sample_size", count: 1)?.first ?? 64
         let supportedDown = Set(["CrossAttnDownBlock2D", "DownBlock2D"]), supportedUp = Set(["CrossAttnUpBlock2D", "UpBlock2D"])
         guard downBlockTypes.count == n, upBlockTypes.count == n, heads.count == n,
               downBlockTypes.allSatisfy(supportedDown.contains), upBlockTypes.allSatisfy(supportedUp.contains) else {

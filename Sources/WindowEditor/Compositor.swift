@@ -2,12 +2,14 @@
 // keep the input's bytes, bit for bit.
 
 /// A feathered alpha at frame size: the binary mask box-blurred with radius `feather / 2` (0 = hard edge).
-/// Nonzero only within feather/2 pixels of a masked pixel.
-struct FeatherMask {
-    let width: Int, height: Int
-    let alpha: [Float]
+/// Nonzero only within feather/2 pixels of a masked pixel. Public so evaluations can tell exactly which pixels the
+/// editor leaves untouched (alpha 0) for a mask and settings.
+public struct FeatherMask: Sendable {
+    public let width: Int, height: Int
+    /// Row-major, width × height, in [0, 1].
+    public let alpha: [Float]
 
-    init(mask: Mask, threshold: Int, feather: Int) {
+    public init(mask: Mask, threshold: Int, feather: Int) {
         width = mask.width
         height = mask.height
         let binary = mask.pixels.map { Int($0) >= threshold ? 1 : 0 }
@@ -32,7 +34,7 @@ struct FeatherMask {
     }
 
     /// Every pixel fully edited (preserve-background=false).
-    init(fullWidth w: Int, height h: Int) {
+    public init(fullWidth w: Int, height h: Int) {
         width = w
         height = h
         alpha = [Float](repeating: 1, count: w * h)

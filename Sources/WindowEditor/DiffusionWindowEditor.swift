@@ -18,8 +18,8 @@ public final class DiffusionWindowEditor: WindowEditing {
     public let settings: EditorSettings
     public private(set) var lastReport = EditReport()
     /// The pixel masks the last edit composited through (before feathering): the input masks, in mode=blended
-    /// intersected with the automatic mask.
-    private(set) var lastCompositeMasks: [Mask] = []
+    /// intersected with the automatic mask. Empty when the last window was skipped (nothing masked).
+    public private(set) var lastCompositeMasks: [Mask] = []
     private var prompts: (source: Tensor, target: Tensor, negative: Tensor)?
 
     /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
@@ -35,8 +35,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         self.settings = settings
     }
 
-    /// Settings this editor cannot run, as one-line errors.
-    static func validate(_ settings: EditorSettings) throws {
+    /// Settings this editor cannot run, as one-line errors (callers may check before loading a model).
+    public static func validate(_ settings: EditorSettings) throws {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
@@ -130,6 +130,27 @@ public final class DiffusionWindowEditor: WindowEditing {
                 : FeatherMask(fullWidth: W, height: H)
             return Compositor.composite(frames[i], edited: decoded[i], originX: boxes[i].x * down, originY: boxes[i].y * down,
                                         canvasWidth: pw, canvasHeight: ph, alpha: alpha)
+        }
+    }
+
+    /// No diffusion: the frames scaled to the processing canvas, VAE-encoded (latent mean) and decoded as one batch,
+    /// and scaled back with every pixel replaced, through the same resize and composite paths as `edit`. What the VAE
+    /// and the resizing alone lose at this `processing-size`: a ceiling on any edit's fidelity.
+    public func vaeRoundTrip(frames: [Frame]) throws -> [Frame] {
+        guard let first = frames.first else { return [] }
+        let (W, H) = (first.width, first.height)
+        guard frames.allSatisfy({ $0.width == W && $0.height == H && $0.format == first.format }) else {
+            throw WindowEditError("a window mixes frame sizes or formats; the editor needs one size and format "
+                                  + "per window")
+        }
+        let (pw, ph) = Self.processingSize(width: W, height: H, shortSide: settings.processingSize)
+        let images = frames.map { RGBImage($0).resized(width: pw, height: ph) }
+        let vae = pipeline.vae
+        let decoded = ImageTensors.images(vae.decode(vae.encode(ImageTensors.tensor(images))))
+        let alpha = FeatherMask(fullWidth: W, height: H)
+        return frames.indices.map { i in
+            Compositor.composite(frames[i], edited: decoded[i], originX: 0, originY: 0, canvasWidth: pw,
+                                 canvasHeight: ph, alpha: alpha)
         }
     }
 

@@ -1,0 +1,171 @@
+// Every editor setting under the element's property name, with the values it takes: one table that text front ends
+// (the `ocdedit eval` command line, and later the element's property strings) parse through, so names, ranges and
+// error messages are the same everywhere.
+import Foundation
+
+/// One setting of `EditorSettings`: its property name, a one-line blurb, the values it accepts, and how to set it
+/// from text and show it as text. `set` throws a `WindowEditError` naming the setting on a malformed or out-of-range
+/// value and leaves the settings unchanged then.
+public struct EditorSettingField: @unchecked Sendable {
+    /// What text a setting accepts.
+    public enum Kind: Equatable, @unchecked Sendable {
+        case int(ClosedRange<Int>, multipleOf: Int)
+        case double(ClosedRange<Double>)
+        case uint64(ClosedRange<UInt64>)
+        case bool
+        /// Any text; `optional`: the empty text means unset (nil).
+        case string(optional: Bool)
+        case choice([String])
+    }
+
+    public let name: String
+    public let blurb: String
+    public let kind: Kind
+    private let apply: (inout EditorSettings, String) throws -> Void
+    private let show: (EditorSettings) -> String
+
+    init(_ name: String, _ blurb: String, _ kind: Kind, apply: @escaping (inout EditorSettings, String) throws -> Void,
+         show: @escaping (EditorSettings) -> String) {
+        self.name = name
+        self.blurb = blurb
+        self.kind = kind
+        self.apply = apply
+        self.show = show
+    }
+
+    /// Sets the field from `text` (integers and decimals in Swift's syntax; bools as true/false, yes/no, on/off, 1/0).
+    public func set(_ settings: inout EditorSettings, from text: String) throws {
+        try apply(&settings, text)
+    }
+
+    /// The field's value in `settings` as text `set` accepts (nil strings as "").
+    public func value(in settings: EditorSettings) -> String { show(settings) }
+
+    /// The accepted values for help texts, e.g. "1…1000", "true|false", "ocd|baseline|…".
+    public var values: String {
+        switch kind {
+        case let .int(r, m): return "\(r.lowerBound)…\(r.upperBound)" + (m > 1 ? ", multiple of \(m)" : "")
+        case let .double(r): return "\(r.lowerBound)…\(r.upperBound)"
+        case let .uint64(r): return "\(r.lowerBound)…\(r.upperBound)"
+        case .bool: return "true|false"
+        case .string: return "text"
+        case let .choice(c): return c.joined(separator: "|")
+        }
+    }
+}
+
+extension EditorSettings {
+    /// Every field, in the element's property order.
+    public static let fields: [EditorSettingField] = {
+        typealias F = EditorSettingField
+        func error(_ name: String, _ text: String, _ what: String) -> WindowEditError {
+            WindowEditError("\(name): '\(text)' \(what)")
+        }
+        func int(_ name: String, _ blurb: String, _ range: ClosedRange<Int>, multipleOf m: Int = 1,
+                 _ kp: WritableKeyPath<EditorSettings, Int>) -> F {
+            F(name, blurb, .int(range, multipleOf: m), apply: { s, text in
+                guard let v = Int(text) else { throw error(name, text, "is not an integer") }
+                guard range.contains(v) else {
+                    throw error(name, text, "is out of range \(range.lowerBound)…\(range.upperBound)")
+                }
+                guard v % m == 0 else { throw error(name, text, "is not a multiple of \(m)") }
+                s[keyPath: kp] = v
+            }, show: { "\($0[keyPath: kp])" })
+        }
+        func double(_ name: String, _ blurb: String, _ range: ClosedRange<Double>,
+                    _ kp: WritableKeyPath<EditorSettings, Double>) -> F {
+            F(name, blurb, .double(range), apply: { s, text in
+                guard let v = Double(text), v.isFinite else { throw error(name, text, "is not a number") }
+                guard range.contains(v) else {
+                    throw error(name, text, "is out of range \(range.lowerBound)…\(range.upperBound)")
+                }
+                s[keyPath: kp] = v
+            }, show: { "\($0[keyPath: kp])" })
+        }
+        func bool(_ name: String, _ blurb: String, _ kp: WritableKeyPath<EditorSettings, Bool>) -> F {
+            F(name, blurb, .bool, apply: { s, text in
+                switch text.lowercased() {
+                case "true", "yes", "on", "1": s[keyPath: kp] = true
+                case "false", "no", "off", "0": s[keyPath: kp] = false
+                default: throw error(name, text, "is not a boolean (true or false)")
+                }
+            }, show: { $0[keyPath: kp] ? "true" : "false" })
+        }
+        func string(_ name: String, _ blurb: String, _ kp: WritableKeyPath<EditorSettings, String>) -> F {
+            F(name, blurb, .string(optional: false), apply: { s, text in s[keyPath: kp] = text },
+              show: { $0[keyPath: kp] })
+        }
+        func optional(_ name: String, _ blurb: String, _ kp: WritableKeyPath<EditorSettings, String?>) -> F {
+            F(name, blurb, .string(optional: true), apply: { s, text in s[keyPath: kp] = text.isEmpty ? nil : text },
+              show: { $0[keyPath: kp] ?? "" })
+        }
+        func choice<E: RawRepresentable & CaseIterable>(_ name: String, _ blurb: String,
+                                                         _ kp: WritableKeyPath<EditorSettings, E>) -> F
+            where E.RawValue == String {
+            let names = E.allCases.map(\.rawValue)
+            return F(name, blurb, .choice(names), apply: { s, text in
+                guard let v = E(rawValue: text) else {
+                    throw error(name, text, "is not one of \(names.joined(separator: ", "))")
+                }
+                s[keyPath: kp] = v
+            }, show: { $0[keyPath: kp].rawValue })
+        }
+        let seedRange: ClosedRange<UInt64> = 0...UInt64(UInt32.max)
+        let seed = F("seed", "Seed of every random choice; equal seeds give identical output", .uint64(seedRange),
+                     apply: { s, text in
+            guard let v = UInt64(text) else { throw error("seed", text, "is not a non-negative integer") }
+            guard seedRange.contains(v) else { throw error("seed", text, "is out of range 0…\(seedRange.upperBound)") }
+            s.seed = v
+        }, show: { "\($0.seed)" })
+        return [
+            optional("model", "Folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline; unset = pass-through",
+                     \.modelPath),
+            optional("prompt", "Target prompt of the edit; unset = pass-through", \.prompt),
+            string("source-prompt", "Prompt describing the input video, used for DDIM inversion", \.sourcePrompt),
+            string("negative-prompt", "Unconditional prompt of classifier-free guidance", \.negativePrompt),
+            int("steps", "DDIM steps of the full schedule", 1...1000, \.steps),
+            double("guidance-scale", "Classifier-free guidance scale (1 = no guidance)", 1...30, \.guidanceScale),
+            double("strength", "Share of the schedule that is inverted and re-denoised", 0...1, \.strength),
+            seed,
+            int("mask-threshold", "Mask value at or above which a pixel is foreground", 0...255, \.maskThreshold),
+            bool("preview-mask", "Tint the masked area instead of editing", \.previewMask),
+            int("processing-size", "Short side of the processing resolution in pixels (aspect kept)", 64...2048,
+                multipleOf: 64, \.processingSize),
+            choice("mode", "Editing method (reatco is not implemented yet)", \.mode),
+            bool("ocd-sampling", "Object-centric sampling: denoise only the foreground crop before the blend step",
+                 \.ocdSampling),
+            double("blend-step", "Fraction of the edit run on the foreground crop before the joint denoising", 0...1,
+                   \.blendStep),
+            int("background-steps", "Full-frame UNet steps on the background's inverted trajectory (0 = one per step)",
+                0...1000, \.backgroundSteps),
+            int("inversion-iterations", "Fixed-point iterations per DDIM inversion step (1 = plain DDIM inversion)",
+                1...20, \.inversionIterations),
+            double("blend-threshold", "mode=blended: share of the edited words' attention peak that is edited", 0...1,
+                   \.blendThreshold),
+            int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (1 = every frame)", 1...64,
+                \.keyframeInterval),
+            bool("preserve-background", "Replace the latent outside the dilated mask by the inverted trajectory",
+                 \.preserveBackground),
+            int("context-margin", "Margin in latent cells around the mask's box of the foreground crop", 0...64,
+                \.contextMargin),
+            double("tome-ratio", "Share of self-attention key/value tokens merged", 0...0.9, \.tomeRatio),
+            double("tome-foreground-weight", "How strongly saliency protects foreground tokens from merging", 0...1,
+                   \.tomeForegroundWeight),
+            int("tome-frames", "Frames in one spatiotemporal merging volume", 1...64, \.tomeFrames),
+            choice("cross-frame", "Frames whose keys/values self-attention sees", \.crossFrame),
+            int("feather", "Width in pixels of the soft edge of the composite mask", 0...256, \.feather),
+        ]
+    }()
+
+    /// The field called `name`, or nil.
+    public static func field(named name: String) -> EditorSettingField? { fields.first { $0.name == name } }
+
+    /// Sets the setting called `name` from `text`; an unknown name throws a WindowEditError listing the valid ones.
+    public mutating func set(_ name: String, to text: String) throws {
+        guard let f = Self.field(named: name) else {
+            let valid = Self.fields.map(\.name).joined(separator: ", ")
+            throw WindowEditError("unknown setting '\(name)'; valid: \(valid)")
+        }
+        try f.set(&self, from: text)
+    }
+}
