@@ -3,6 +3,7 @@
 // Layers, top to bottom (a layer only imports the ones below it):
 //   GstOCDEdit (element, GStreamer plumbing) -> WindowEditor (algorithms) -> StableDiffusion (models)
 //   -> TensorKernels (tensor maths) -> COpenBLAS / CGStreamer / CGstShim (C system libraries)
+//   OCDEditCLI (command line) -> EvalKit (evaluation clips, metrics, text-to-image, PNG) -> WindowEditor
 import PackageDescription
 import Foundation
 
@@ -43,15 +44,19 @@ let package = Package(
         .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "StableDiffusion", dependencies: ["TensorKernels"], swiftSettings: optimize),
         .target(name: "WindowEditor", dependencies: ["StableDiffusion", "TensorKernels"], swiftSettings: optimize),
+        // Evaluation and generation tools on top of the editor (clips, metrics, PNG), used by the CLI, tested alone.
+        .target(name: "EvalKit", dependencies: ["WindowEditor", "StableDiffusion", "TensorKernels"],
+                swiftSettings: optimize),
         .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
                 swiftSettings: optimize),
         .executableTarget(name: "OCDEditCLI", dependencies: [
-            "WindowEditor", "StableDiffusion", "TensorKernels",
+            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion"]),
         .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor", "StableDiffusion", "TensorKernels"]),
+        .testTarget(name: "EvalKitTests", dependencies: ["EvalKit", "WindowEditor", "StableDiffusion"]),
         .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"]),
     ],
     // Kernels share raw pointers across Dispatch threads and the element lives on GObject callbacks: Swift 5 mode
