@@ -1,10 +1,11 @@
-// The ocdedit command-line tool: component runs (`ocdedit model …`, DESIGN.md §2) and benchmarks (`ocdedit bench …`).
+// The ocdedit command-line tool: component runs (`ocdedit model …`, DESIGN.md §2), benchmarks (`ocdedit bench …`),
+// evaluation on clips with ground truth (`ocdedit eval`) and text-to-image (`ocdedit generate`).
 import ArgumentParser
 
 @main
 struct OCDEdit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ocdedit",
-        abstract: "Object-centric diffusion video editing: component runs and benchmarks.",
-        subcommands: [ModelCommand.self, BenchCommand.self])
+        abstract: "Object-centric diffusion video editing: component runs, benchmarks, evaluation, generation.",
+        subcommands: [ModelCommand.self, BenchCommand.self, EvalCommand.self, GenerateCommand.self])
 }
