@@ -84,7 +84,14 @@ struct EvalCommand: ParsableCommand {
             try EvalRunner.validate(config)   // before the model loads: a bad setting should not cost a load
 
             let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model))
-            if !given.contains("processing-size") { config.settings.processingSize = pipeline.nativeSize }
+            if !given.contains("processing-size") {
+                let native = pipeline.nativeSize
+                guard native % 64 == 0 else {
+                    throw EvalError("the model's native size \(native) px is not a multiple of 64; "
+                                    + "give --processing-size")
+                }
+                config.settings.processingSize = native
+            }
             let runner = try EvalRunner(pipeline: pipeline, configuration: config)
             let p = config.settings
             print("eval: \(folders.count) clip(s), mode \(config.modeName), window \(windowSize), "
