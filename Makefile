@@ -1,4 +1,4 @@
-# Contracts (see README and DESIGN.md §2): `make build`, `make test`, `make demo`, plugin at Plugin/lib/libgstocdedit.so,
+# Contracts (see README and docs/contracts.md): `make build`, `make test`, `make demo`, plugin at Plugin/lib/libgstocdedit.so,
 # CLI at .build/release/ocdedit.
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -6,7 +6,7 @@ APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test demo eval bench model clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -27,6 +27,10 @@ test: build
 demo: build
 	Pipelines/demo.sh
 
+# Edit quality, measured: ocdedit eval in every mode on the committed shapes-world clips (Benchmarks/eval.sh).
+eval: build
+	Benchmarks/eval.sh
+
 # ocdedit beside diffusers/PyTorch on the same shapes (Benchmarks/compare.sh); the reference stack goes into
 # .venv-bench from Benchmarks/requirements.txt (PyPI, about 6 GB with torch's CUDA wheels).
 BENCH_VENV := .venv-bench
@@ -36,6 +40,12 @@ bench: build $(BENCH_VENV)/bin/python
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r Benchmarks/requirements.txt
+
+# Retrains Models/shapes-sd from scratch on the generated shapes world (about two hours on 2 cores; resumable:
+# state in .train-shapes-sd/, delete it to start over). Never part of `make test`. Same pinned stack as the bench.
+model: $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/pip install -q -r Models/shapes-sd/train/requirements.txt
+	$(BENCH_VENV)/bin/python Models/shapes-sd/train/train.py --stage all
 
 clean:
 	rm -rf .build Plugin/lib

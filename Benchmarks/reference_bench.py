@@ -5,7 +5,7 @@
     python Benchmarks/reference_bench.py vae --size 256
 
 Random weights from the SD 1.5 configs (no download). Prints a human summary, then one JSON object as the last line
-with the keys of `ocdedit bench` (DESIGN.md §2): seconds_per_forward, gflops, roofline_fraction (against torch's own
+with the keys of `ocdedit bench` (docs/contracts.md): seconds_per_forward, gflops, roofline_fraction (against torch's own
 sgemm at 2048³ measured in the same run), peak_rss_bytes.
 """
 import argparse, json, resource, time
@@ -28,7 +28,7 @@ SD15_VAE = dict(
 
 
 def unet_gflop(latent):
-    # DESIGN.md §4: 803 GFLOP at 64×64 latents, 180 at 32×32 (the figures ocdedit uses too).
+    # docs/machine.md: 803 GFLOP at 64×64 latents, 180 at 32×32 (the figures ocdedit uses too).
     return 803 * latent * latent / 4096 if latent >= 64 else 180 * latent * latent / 1024
 
 

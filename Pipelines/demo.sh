@@ -1,38 +1,65 @@
 #!/usr/bin/env bash
-# Runs ocdedit on generated video (videotestsrc) with a generated moving-disc mask (videotestsrc pattern=ball as
-# GRAY8) and writes the edited frames as PNG files plus a WebM clip.
+# The main job: ocdedit recolours a moving object with the bundled trained model (Models/shapes-sd).
+# Input: Pipelines/demo-clip, a shapes-world clip (16 PNG frames of a red circle moving over a panning textured
+# background, made by `python3 Models/shapes-sd/train/world.py --seed 108 --clips 1 --max-objects 1 --png`) and
+# the circle's mask on the element's `mask` pad. Output: the edited frames as PNG, a WebM clip, and strip.png
+# (input | mask | output, frames 0, 5, 10, 15) made by GStreamer's compositor.
 #   Pipelines/demo.sh [OUTDIR] [extra ocdedit properties...]
-#   e.g. Pipelines/demo.sh out/demo mode=baseline inversion-iterations=3 blend-step=0.5 context-margin=1
+#   e.g. Pipelines/demo.sh out/demo mode=baseline
 #        Pipelines/demo.sh out/demo-flow mode=tokenflow keyframe-interval=4
-#        Pipelines/demo.sh out/demo-blended mode=blended blend-threshold=0.9
-# With the bundled tiny model (Models/tiny-sd, random weights) the edit is noise-like inside the disc: it shows the
-# whole path (inversion, object-centric sampling, compositing) running, not a pretty picture. Point MODEL at a real
-# Stable Diffusion 1.5 diffusers folder for a real edit.
+#        PROMPT="a green circle on a brown textured background" Pipelines/demo.sh out/demo-green
+# MODEL may name any diffusers-layout SD 1.x folder; CLIP a folder with frames/%04d.png and masks/%04d.png.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/out/demo}"; shift || true
-model="${MODEL:-$root/Models/tiny-sd}"
-prompt="${PROMPT:-a red ball}"
-frames="${FRAMES:-16}"
-size="${SIZE:-width=128,height=96}"
+model="${MODEL:-$root/Models/shapes-sd}"
+clip="${CLIP:-$root/Pipelines/demo-clip}"
+source_prompt="${SOURCE_PROMPT:-a red circle on a brown textured background}"
+prompt="${PROMPT:-a blue circle on a brown textured background}"
+frames=$(ls "$clip"/frames/*.png | wc -l)
 export GST_PLUGIN_PATH="$root/Plugin/lib${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 export GST_REGISTRY="${GST_REGISTRY:-$root/out/gst-registry.bin}"
 mkdir -p "$out"
-rm -f "$out"/frame-*.png
-model_props=()
-if [ -d "$model/unet" ]; then
-  model_props=(model="$model" prompt="$prompt" source-prompt="a ball" processing-size=128 steps="${STEPS:-10}")
-else
-  echo "demo: no model at $model; showing the mask alignment with preview-mask=true" >&2
-  model_props=(preview-mask=true)
-fi
+rm -f "$out"/frame-*.png "$out"/strip.png
+png_frames() {  # multifilesrc over a PNG sequence at 8 fps, decoded to the given raw format
+  echo "multifilesrc location=$1 index=0 stop-index=$((frames - 1)) caps=image/png,framerate=8/1 ! pngdec" \
+       "! videoconvert ! video/x-raw,format=$2"
+}
+# shellcheck disable=SC2046
 gst-launch-1.0 -e \
-  videotestsrc num-buffers="$frames" pattern=smpte ! "video/x-raw,format=RGB,$size,framerate=8/1" \
-  ! ocdedit name=e window-size=8 "${model_props[@]}" "$@" \
+  $(png_frames "$clip/frames/%04d.png" RGB) \
+  ! ocdedit name=e window-size=8 model="$model" prompt="$prompt" source-prompt="$source_prompt" \
+      processing-size=128 "$@" \
   ! tee name=t \
   t. ! queue ! videoconvert ! pngenc ! multifilesink location="$out/frame-%03d.png" \
   t. ! queue ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location="$out/demo.webm" \
-  videotestsrc pattern=ball num-buffers="$frames" ! "video/x-raw,format=GRAY8,width=64,height=48,framerate=8/1" ! e.mask
+  $(png_frames "$clip/masks/%04d.png" GRAY8) ! e.mask
 n=$(ls "$out"/frame-*.png | wc -l)
 echo "demo: wrote $n frames to $out (frame-NNN.png, demo.webm)"
 [ "$n" -eq "$frames" ]
+
+# strip.png: one row per shown frame, input | mask | output, 128 px tiles.
+tiles=()
+row=0
+for f in 0 5 10 15; do
+  [ "$f" -lt "$frames" ] || continue
+  for col in 0 1 2; do
+    case $col in
+      0) src="$clip/frames/$(printf %04d "$f").png" ;;
+      1) src="$clip/masks/$(printf %04d "$f").png" ;;
+      2) src="$out/frame-$(printf %03d "$f").png" ;;
+    esac
+    tiles+=("filesrc location=$src ! pngdec ! videoconvert ! video/x-raw,format=RGBA ! imagefreeze num-buffers=1"
+            "! c.sink_$((row * 3 + col))")
+  done
+  row=$((row + 1))
+done
+pads=()
+for i in $(seq 0 $((row * 3 - 1))); do
+  pads+=("sink_$i::xpos=$(( (i % 3) * 132 ))" "sink_$i::ypos=$(( (i / 3) * 132 ))")
+done
+# shellcheck disable=SC2068
+gst-launch-1.0 -q compositor name=c background=white ${pads[@]} \
+  ! "video/x-raw,width=$((3 * 132 - 4)),height=$((row * 132 - 4))" ! videoconvert ! pngenc \
+  ! filesink location="$out/strip.png" ${tiles[@]}
+echo "demo: $out/strip.png (input | mask | output)"

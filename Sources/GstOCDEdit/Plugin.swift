@@ -1,5 +1,5 @@
 // Plugin entry point. The GStreamer loader derives the symbol name from the file name:
-// libgstocdedit.so -> gst_plugin_ocdedit_get_desc (DESIGN.md §5).
+// libgstocdedit.so -> gst_plugin_ocdedit_get_desc (docs/gstreamer.md).
 import CGStreamer
 import CGstShim
 

@@ -4,7 +4,7 @@ import StableDiffusion
 import TensorKernels
 import WindowEditor
 
-/// `ocdedit bench unet|vae|edit|gemm` (DESIGN.md §2): a human summary, then one JSON object as the last line.
+/// `ocdedit bench unet|vae|edit|gemm` (docs/contracts.md): a human summary, then one JSON object as the last line.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
                                                     subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self])
@@ -92,7 +92,7 @@ func sd15UNet(seed: UInt64 = 0) throws -> UNet2DConditionModel {
     return try UNet2DConditionModel(config: c, weights: RandomWeights(seed: seed))
 }
 
-/// Multiply-adds ×2 of the SD 1.5 UNet per batch item (DESIGN.md §4: 803 GFLOP at 64×64 latents, 180 at 32×32),
+/// Multiply-adds ×2 of the SD 1.5 UNet per batch item (docs/machine.md: 803 GFLOP at 64×64 latents, 180 at 32×32),
 /// scaled by token count between those points.
 func sd15UNetGFLOP(latent: Int) -> Double {
     latent >= 64 ? 803 * Double(latent * latent) / 4096 : 180 * Double(latent * latent) / 1024
@@ -143,7 +143,7 @@ struct VAEBench: ParsableCommand {
         var z: Tensor!
         let enc = seconds { z = vae.encode(x) }
         let dec = seconds { _ = vae.decode(z) }
-        // DESIGN.md §4: 1.1 TFLOP (encoder) and 2.5 TFLOP (decoder) per 512² frame, proportional to pixels.
+        // docs/machine.md: 1.1 TFLOP (encoder) and 2.5 TFLOP (decoder) per 512² frame, proportional to pixels.
         let scale = Double(size * size) / (512 * 512)
         let gflop = (1100 + 2500) * scale
         let rate = gflop / (enc + dec)
@@ -162,7 +162,7 @@ struct EditBench: ParsableCommand {
     @Option(help: "DDIM steps of the schedule.") var steps = 20
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
     @Option(help: "compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, blended, tokenflow.") var mode = "compare"
-    @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/tiny-sd"
+    @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
     @Option(help: "OCD blend step (fraction of the edit on the foreground crop).") var blendStep = EditorSettings().blendStep
     @Option(help: "OCD token merging ratio.") var tomeRatio = EditorSettings().tomeRatio
     @Option(help: "OCD context margin (latent pixels).") var contextMargin = EditorSettings().contextMargin

@@ -3,7 +3,7 @@ import Foundation
 import StableDiffusion
 import TensorKernels
 
-/// `ocdedit model unet|vae-encode|vae-decode|text-encoder` (DESIGN.md §2): one component of a diffusers pipeline
+/// `ocdedit model unet|vae-encode|vae-decode|text-encoder` (docs/contracts.md): one component of a diffusers pipeline
 /// folder on safetensors input, so anyone can check it against a reference from the shell.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

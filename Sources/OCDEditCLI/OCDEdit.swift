@@ -1,4 +1,4 @@
-// The ocdedit command-line tool: component runs (`ocdedit model …`, DESIGN.md §2), benchmarks (`ocdedit bench …`),
+// The ocdedit command-line tool: component runs (`ocdedit model …`, docs/contracts.md), benchmarks (`ocdedit bench …`),
 // evaluation on clips with ground truth (`ocdedit eval`) and text-to-image (`ocdedit generate`).
 import ArgumentParser
 

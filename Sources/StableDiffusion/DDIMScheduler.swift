@@ -106,7 +106,7 @@ public struct DDIMScheduler: Sendable {
     }
 
     /// One inversion step toward noise: the model ran on `sample` at target timestep t; the sample sits at
-    /// t − T/steps (ᾱ[0] below zero). Returns the latent at t (DESIGN.md §3).
+    /// t − T/steps (ᾱ[0] below zero). Returns the latent at t (docs/numerics.md).
     public func inversionStep(modelOutput: Tensor, timestep t: Int, sample: Tensor, steps: Int) -> Tensor {
         let current = t - config.trainTimesteps / steps
         let aCur = current >= 0 ? alphasCumprod[current] : alphasCumprod[0]

@@ -142,7 +142,7 @@ public final class UNet2DConditionModel {
         convOut = try Conv2d(w, "conv_out", ch[0], config.outChannels, kernel: 3)
     }
 
-    /// Sinusoidal timestep embedding [B, C0] (DESIGN.md §3).
+    /// Sinusoidal timestep embedding [B, C0] (docs/numerics.md).
     func timestepEmbedding(_ timesteps: [Float]) -> Tensor {
         let dim = config.blockOutChannels[0], half = dim / 2
         let t = Tensor(shape: [timesteps.count, dim])

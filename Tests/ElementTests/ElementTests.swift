@@ -10,9 +10,9 @@ final class ElementTests: XCTestCase {
         (0..<(w * h)).flatMap { _ in [r, g, b] }
     }
 
-    /// The repository's bundled tiny model (Models/tiny-sd).
-    let bundledModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Models/tiny-sd").path
+    /// The tiny random SD 1.x pipeline of the parity fixtures (fast; its edits are noise, but every path runs).
+    let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tiny-sd1").path
 
     func videoOnly(window: Int, extra: String = "") throws -> Pipeline {
         try Pipeline("appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=\(window) \(extra) ! appsink name=sink sync=false")
@@ -201,7 +201,7 @@ final class ElementTests: XCTestCase {
     /// A real edit with the bundled model: 16 frames of 128×96 and a moving ball mask in, 16 frames out with their
     /// timestamps; the masked area changes, and every pixel beyond the feather of the mask keeps its bytes.
     func testEditsWithBundledModel() throws {
-        let model = bundledModel
+        let model = tinyModel
         let (W, H, count, feather) = (128, 96, 16, 4)
         let p = try Pipeline("""
             appsrc name=video format=time caps=\(rgbCaps(W, H)) ! ocdedit name=e window-size=8 model=\(model) \
@@ -252,7 +252,7 @@ final class ElementTests: XCTestCase {
     /// its timestamp, some pixels change and some keep their bytes (threshold 0.9: the bundled model's random
     /// cross-attention is nearly flat, see the README).
     func testBlendedModeWithoutMask() throws {
-        let model = bundledModel
+        let model = tinyModel
         let p = try videoOnly(window: 4, extra: """
             model=\(model) prompt="a blue ball" source-prompt="a red ball" mode=blended blend-threshold=0.9 steps=4 \
             processing-size=64 feather=2

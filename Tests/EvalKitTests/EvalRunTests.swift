@@ -4,19 +4,19 @@ import XCTest
 import StableDiffusion
 import WindowEditor
 
-/// `ocdedit eval`'s runner and `ocdedit generate`'s engine end to end with the bundled tiny model (Models/tiny-sd).
+/// `ocdedit eval`'s runner and `ocdedit generate`'s engine end to end with the tiny random model of the fixtures.
 final class EvalRunTests: XCTestCase {
-    static let bundledModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Models/tiny-sd")
-    static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: bundledModel)
+    static let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tiny-sd1")
+    static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: tinyModel)
 
     func model() throws -> StableDiffusionPipeline {
-        try XCTUnwrap(Self.pipeline, "bundled model Models/tiny-sd failed to load")
+        try XCTUnwrap(Self.pipeline, "tiny model Tests/Fixtures/tiny-sd1 failed to load")
     }
 
     func configuration(_ change: (inout EvalConfiguration) -> Void = { _ in }) throws -> EvalConfiguration {
         var s = EditorSettings()
-        s.modelPath = Self.bundledModel.path
+        s.modelPath = Self.tinyModel.path
         s.steps = 4
         s.seed = 3
         s.processingSize = try model().nativeSize

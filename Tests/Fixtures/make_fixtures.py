@@ -8,7 +8,6 @@ Writes:
   Tests/Fixtures/tokenizer/{prompts.txt,ids.json}   >= 200 prompts and open_clip's ids (context 77)
   Tests/Fixtures/ddim/*.safetensors                  DDIMScheduler step and inversion references
   Tests/Fixtures/tiny-sd1, tiny-sd2                  tiny random diffusers pipelines (F16 weights) + reference/ I/O
-  Models/tiny-sd                                     the bundled demo model (= tiny-sd1 without reference/)
   Tests/Fixtures/tome/*.safetensors                  tomesd's bipartite soft matching (no randomness) inputs/outputs
 Pass part names (tokenizer ddim tiny tome) to regenerate only those.
 Every random tensor comes from a fixed seed, so a rerun reproduces the same files.
@@ -114,7 +113,7 @@ def ddim_fixture():
         ac = s.alphas_cumprod
         for i, t in enumerate(s.timesteps):
             stepped.append(s.step(outputs[i], t, samples[i]).prev_sample)
-            # Inversion (DESIGN.md §3): target t ascending, current = t - 1000/n (alpha[0] when negative).
+            # Inversion (docs/numerics.md): target t ascending, current = t - 1000/n (alpha[0] when negative).
             tt = int(s.timesteps.flip(0)[i])
             cur = tt - 1000 // steps
             a_cur = ac[cur] if cur >= 0 else ac[0]
@@ -278,11 +277,6 @@ def main(parts):
     sd1 = tiny_pipeline("tiny-sd1", False, tokdir, 1)
     tiny_pipeline("tiny-sd2", True, tokdir, 2)
     odd_size_fixture("tiny-sd1", 1)
-    bundled = os.path.join(ROOT, "Models", "tiny-sd")
-    if os.path.exists(bundled):
-        shutil.rmtree(bundled)
-    shutil.copytree(sd1, bundled, ignore=shutil.ignore_patterns("reference"))
-    print("Models/tiny-sd: written")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ final class BlendedModeTests: XCTestCase {
         XCTAssertEqual(AutomaticBlendMask.editedTokenPositions(source: [6], target: [6, 6]), [2])
         // Same words: every target token.
         XCTAssertEqual(AutomaticBlendMask.editedTokenPositions(source: [6, 5], target: [5, 6]), [1, 2])
-        let tokenizer = try CLIPTokenizer(folder: Fixtures.bundledModel.appendingPathComponent("tokenizer"))
+        let tokenizer = try CLIPTokenizer(folder: Fixtures.tinyModel.appendingPathComponent("tokenizer"))
         XCTAssertEqual(AutomaticBlendMask.editedTokenPositions(source: tokenizer.encode("a red car"),
                                                                target: tokenizer.encode("a blue sports car")), [2, 3])
     }

@@ -4,13 +4,13 @@ import StableDiffusion
 import TensorKernels
 @testable import WindowEditor
 
-/// The window editor with the bundled tiny model (Models/tiny-sd): reconstruction, determinism, exact background,
+/// The window editor with the tiny random model (Tests/Fixtures/tiny-sd1): reconstruction, determinism, exact background,
 /// empty and full masks, and the object-centric savings.
 final class DiffusionEditorTests: XCTestCase {
-    static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: Fixtures.bundledModel)
+    static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: Fixtures.tinyModel)
 
     func model() throws -> StableDiffusionPipeline {
-        try XCTUnwrap(Self.pipeline, "bundled model Models/tiny-sd failed to load")
+        try XCTUnwrap(Self.pipeline, "tiny model Tests/Fixtures/tiny-sd1 failed to load")
     }
 
     /// A textured scene with a square moving right, and a disc mask following it.
@@ -53,10 +53,10 @@ final class DiffusionEditorTests: XCTestCase {
 
     func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings { Self.settings(change) }
 
-    /// The editor tests' common settings: the bundled model, a small fast edit, seed 3.
+    /// The editor tests' common settings: the tiny model, a small fast edit, seed 3.
     static func settings(_ change: (inout EditorSettings) -> Void = { _ in }) -> EditorSettings {
         var s = EditorSettings()
-        s.modelPath = Fixtures.bundledModel.path
+        s.modelPath = Fixtures.tinyModel.path
         s.prompt = "a blue sports car"
         s.sourcePrompt = "a red car"
         s.steps = 10

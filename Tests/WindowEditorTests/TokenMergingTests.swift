@@ -7,8 +7,8 @@ import TensorKernels
 enum Fixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     static func url(_ path: String) -> URL { root.appendingPathComponent("Fixtures").appendingPathComponent(path) }
-    /// The bundled demo model (Models/tiny-sd).
-    static let bundledModel = root.deletingLastPathComponent().appendingPathComponent("Models/tiny-sd")
+    /// The tiny random SD 1.x pipeline of the parity fixtures: fast, and every path of the editor runs on it.
+    static let tinyModel = url("tiny-sd1")
 }
 
 final class TokenMergingTests: XCTestCase {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
+# default mode without cross-frame attention, as one Markdown table (the README's quality table).
+#   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
+# MODEL and CLIPS override the model folder and the clips folder (e.g. clips of a fresh seed:
+#   python3 Models/shapes-sd/train/world.py --seed 99 --clips 6 --out /tmp/clips99 && CLIPS=/tmp/clips99 make eval).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+ocdedit="$root/.build/release/ocdedit"
+model="${MODEL:-$root/Models/shapes-sd}"
+clips="${CLIPS:-$root/Benchmarks/eval-clips}"
+runs=(
+  "ocd|--mode ocd"
+  "baseline|--mode baseline"
+  "blended (no mask given)|--mode blended"
+  "tokenflow|--mode tokenflow"
+  "ocd, cross-frame=none|--mode ocd --cross-frame none"
+  "baseline, cross-frame=none|--mode baseline --cross-frame none"
+)
+rows=()
+for run in "${runs[@]}"; do
+  name="${run%%|*}"
+  # shellcheck disable=SC2206
+  args=(${run#*|})
+  echo "eval: $name" >&2
+  json=$("$ocdedit" eval --model "$model" --clips "$clips" "${args[@]}" "$@" | tail -n 1)
+  rows+=("$(python3 -c '
+import json, sys
+j = json.loads(sys.argv[2])
+f = lambda k, d: "–" if j[k] is None else f"{j[k]:.{d}f}"
+print(f"| {sys.argv[1]} | {j[\"clips\"]} / {j[\"frames\"]} | {f(\"edit_accuracy\", 3)} | {f(\"background_exact\", 4)} "
+      f"| {f(\"warp_error\", 2)} | {f(\"boundary_warp_error\", 2)} | {f(\"mask_iou\", 3)} | {f(\"psnr\", 1)} "
+      f"| {f(\"seconds\", 1)} |")' "$name" "$json")")
+done
+echo
+echo "| run | clips / frames | edit accuracy | background exact | warp error | boundary warp error | mask IoU | PSNR dB | seconds |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
