@@ -1,7 +1,7 @@
 // mode=blended: blended latent diffusion with an automatic mask, found where the target prompt's edited words attend.
-// Cross-attention probabilities of those words are summed over the layers at one resolution (about a quarter of the
-// latent's, FateZero's 16×16 at 512 px) and over the steps seen so far, then 3×3 max-pooled, normalised by each frame's
-// maximum and thresholded (FateZero's LocalBlend, threshold 0.3).
+// Cross-attention probabilities of those words are summed over the layers at one resolution (FateZero's 16×16 maps
+// at 512 px: the coarsest with at least 16 cells a side) and over the steps seen so far, then 3×3 max-pooled,
+// normalised by each frame's maximum and thresholded (FateZero's LocalBlend, threshold 0.3).
 import StableDiffusion
 import TensorKernels
 
@@ -34,14 +34,13 @@ final class AutomaticBlendMask {
         return n
     }
 
-    /// The down-block level with cross-attention whose resolution is nearest a quarter of the latent's (ties: coarser).
-    static func mapLevel(_ config: UNet2DConditionConfig, latentHeight h: Int) -> Int {
+    /// The coarsest down-block level with cross-attention whose maps keep at least `minimumCells` a side (FateZero's
+    /// 16×16 at 512 px, where SD 1.x also has 64×64 and 32×32 maps); a latent too small for that uses its finest
+    /// level. Coarser maps are more semantic, but a map much coarser than the object cannot outline it: at 16×16
+    /// latents a quarter-size rule gave 4×4 maps, cells of 32 px for objects of 24–52 px.
+    static func mapLevel(_ config: UNet2DConditionConfig, latentHeight h: Int, minimumCells: Int = 16) -> Int {
         let levels = config.downBlockTypes.indices.filter { config.downBlockTypes[$0] == "CrossAttnDownBlock2D" }
-        let goal = Double(h) / 4
-        return levels.min { a, b in
-            let da = abs(Double(size(h, halvings: a)) - goal), db = abs(Double(size(h, halvings: b)) - goal)
-            return da != db ? da < db : a > b
-        } ?? 0
+        return levels.last { size(h, halvings: $0) >= minimumCells } ?? levels.first ?? 0
     }
 
     /// Context positions of the target prompt's tokens that the source prompt does not have (as a multiset, in order),

@@ -17,18 +17,20 @@ final class BlendedModeTests: XCTestCase {
                                                                target: tokenizer.encode("a blue sports car")), [2, 3])
     }
 
-    /// SD 1.5's UNet on a 16×16 latent: cross-attention at 16, 8 and 4 cells; a quarter of 16 is 4.
+    /// SD 1.5's UNet has cross-attention at the latent's size, ½ and ¼: the coarsest with ≥ 16 cells a side is read.
     func testMapLevelAndLayers() {
         let sd15 = UNet2DConditionConfig()
         XCTAssertEqual(AutomaticBlendMask.mapLevel(sd15, latentHeight: 64), 2)     // 16×16 maps at 512 px
-        XCTAssertEqual(AutomaticBlendMask.mapLevel(sd15, latentHeight: 22), 2)     // 22 → 11 → 6: nearest 5.5
+        XCTAssertEqual(AutomaticBlendMask.mapLevel(sd15, latentHeight: 32), 1)     // 16×16 maps at 256 px
+        XCTAssertEqual(AutomaticBlendMask.mapLevel(sd15, latentHeight: 22), 0)     // 22 → 11 → 6: only 22 ≥ 16
+        XCTAssertEqual(AutomaticBlendMask.mapLevel(sd15, latentHeight: 8), 0)      // too small: the finest
         let m = AutomaticBlendMask(tokens: [2], frames: 1, latentHeight: 16, latentWidth: 16, unet: sd15)
-        XCTAssertEqual(m.mapHeight, 4)
+        XCTAssertEqual(m.mapHeight, 16)
         func layer(_ h: Int, cross: Bool) -> AttentionLayerInfo {
             AttentionLayerInfo(name: "l", height: h, width: h, channels: 8, heads: 1, isCrossAttention: cross)
         }
-        XCTAssertTrue(m.accepts(layer(4, cross: true)))
-        XCTAssertFalse(m.accepts(layer(4, cross: false)))
+        XCTAssertTrue(m.accepts(layer(16, cross: true)))
+        XCTAssertFalse(m.accepts(layer(16, cross: false)))
         XCTAssertFalse(m.accepts(layer(8, cross: true)))
     }
 
