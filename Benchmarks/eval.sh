@@ -24,15 +24,19 @@ for run in "${runs[@]}"; do
   args=(${run#*|})
   echo "eval: $name" >&2
   json=$("$ocdedit" eval --model "$model" --clips "$clips" "${args[@]}" "$@" | tail -n 1)
-  rows+=("$(python3 -c '
+  rows+=("$(python3 - "$name" "$json" <<'PY'
 import json, sys
-j = json.loads(sys.argv[2])
-f = lambda k, d: "–" if j[k] is None else f"{j[k]:.{d}f}"
-print(f"| {sys.argv[1]} | {j[\"clips\"]} / {j[\"frames\"]} | {f(\"edit_accuracy\", 3)} | {f(\"background_exact\", 4)} "
-      f"| {f(\"warp_error\", 2)} | {f(\"boundary_warp_error\", 2)} | {f(\"mask_iou\", 3)} | {f(\"psnr\", 1)} "
-      f"| {f(\"seconds\", 1)} |")' "$name" "$json")")
+name, j = sys.argv[1], json.loads(sys.argv[2])
+def f(key, digits):
+    return "–" if j[key] is None else f"{j[key]:.{digits}f}"
+cells = [name, f"{j['clips']} / {j['frames']}", f("edit_accuracy", 3), f("background_exact", 4), f("warp_error", 2),
+         f("boundary_warp_error", 2), f("mask_iou", 3), f("psnr", 1), f("seconds", 1)]
+print("| " + " | ".join(cells) + " |")
+PY
+)")
 done
 echo
-echo "| run | clips / frames | edit accuracy | background exact | warp error | boundary warp error | mask IoU | PSNR dB | seconds |"
+echo "| run | clips / frames | edit accuracy | background exact | warp error | boundary warp error | mask IoU" \
+     "| PSNR dB | seconds |"
 echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -27,7 +27,8 @@ final class ShapesModelEvalTests: XCTestCase {
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let text = String(decoding: stdout, as: UTF8.self)
-        XCTAssertEqual(process.terminationStatus, 0, "ocdedit eval \(arguments): \(String(decoding: stderr, as: UTF8.self))")
+        XCTAssertEqual(process.terminationStatus, 0,
+                       "ocdedit eval \(arguments): \(String(decoding: stderr, as: UTF8.self))")
         let last = text.split(separator: "\n").last.map(String.init) ?? ""
         let json = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]
         return try XCTUnwrap(json, "last line is not a JSON object: \(last)")

@@ -37,7 +37,8 @@ final class BlendedModeTests: XCTestCase {
     /// Synthetic maps: max-pool 3×3, per-frame normalisation, threshold 0.3, nearest resize to the latent. (A 4×4
     /// latent is below 16 cells, so the maps are its finest level, 4×4; the mask is asked for at 16×16.)
     func testMaskFromMaps() {
-        let m = AutomaticBlendMask(tokens: [2, 3], frames: 2, latentHeight: 4, latentWidth: 4, unet: UNet2DConditionConfig())
+        let m = AutomaticBlendMask(tokens: [2, 3], frames: 2, latentHeight: 4, latentWidth: 4,
+                                   unet: UNet2DConditionConfig())
         XCTAssertEqual(m.mapHeight, 4)
         let p = Tensor(shape: [2, 16, 77])
         for f in 0..<2 { for i in 0..<16 { p.data[(f * 16 + i) * 77 + 2] = 0.05 } }   // token 2 everywhere, weakly
