@@ -1,9 +1,9 @@
-# Contracts (see README and docs/contracts.md): `make build`, `make test`, `make demo`, plugin at Plugin/lib/libgstocdedit.so,
-# CLI at .build/release/ocdedit.
+# Contracts (see README and docs/contracts.md): `make build`, `make test`, `make demo`, `make eval`, plugin at
+# Plugin/lib/libgstocdedit.so, CLI at .build/release/ocdedit. `make model` retrains Models/shapes-sd (never in test).
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas-dev \
-	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build test demo eval bench model clean
