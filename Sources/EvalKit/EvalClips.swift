@@ -28,20 +28,6 @@ public struct ClipMetadata: Decodable, Sendable {
         case sourceColor = "source_color", targetColor = "target_color"
     }
 
-    public init(width: Int, height: Int, frames: Int, sourcePrompt: String, targetPrompt: String, editedObject: Int,
-                sourceColor: String, targetColor: String, palette: [String: [Int]], objects: [Object]) {
-        self.width = width
-        self.height = height
-        self.frames = frames
-        self.sourcePrompt = sourcePrompt
-        self.targetPrompt = targetPrompt
-        self.editedObject = editedObject
-        self.sourceColor = sourceColor
-        self.targetColor = targetColor
-        self.palette = palette
-        self.objects = objects
-    }
-
     /// The edited object's displacement into frame f, (0, 0) for the first frame.
     public func displacement(_ f: Int) -> (dx: Int, dy: Int) {
         let d = objects[editedObject].displacements[f]

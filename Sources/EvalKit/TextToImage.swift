@@ -26,16 +26,13 @@ public enum TextToImage {
         let guided = guidanceScale != 1
         let context = guided ? e : parts[1]
         var x = Tensor.randomNormal(shape: [1, unet.config.inChannels, height / down, width / down], seed: seed)
-        let g = Float(guidanceScale)
         for t in scheduler.timesteps(steps: steps) {
             let sample = guided ? Ops.concat([x, x], dim: 0) : x
             var eps = unet(sample, timesteps: [Float](repeating: Float(t), count: sample.shape[0]),
                            encoderHiddenStates: context)
             if guided {
                 let halves = Ops.split(eps, dim: 0, sizes: [1, 1])
-                let (u, c) = (halves[0], halves[1])
-                for i in 0..<u.count { u.data[i] += g * (c.data[i] - u.data[i]) }
-                eps = u
+                eps = Ops.guide(halves[0], toward: halves[1], scale: Float(guidanceScale))
             }
             x = scheduler.step(modelOutput: eps, timestep: t, sample: x, steps: steps)
         }

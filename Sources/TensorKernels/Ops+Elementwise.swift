@@ -81,6 +81,15 @@ extension Ops {
 
     public static func scale(_ x: Tensor, _ s: Float) -> Tensor { map(x) { $0 * s } }
 
+    /// Classifier-free guidance, in place on `unconditional`: u + scale·(c − u). Returns `unconditional`.
+    @discardableResult
+    public static func guide(_ unconditional: Tensor, toward conditional: Tensor, scale: Float) -> Tensor {
+        precondition(unconditional.count == conditional.count, "guidance halves of one shape")
+        let (u, c) = (unconditional.data, conditional.data)
+        for i in 0..<unconditional.count { u[i] += scale * (c[i] - u[i]) }
+        return unconditional
+    }
+
     /// x [B, C, ...] += bias [B, C] (or [C]) broadcast over the spatial dimensions.
     public static func addChannelBiasInPlace(_ x: Tensor, _ bias: Tensor) {
         let b = x.shape[0], c = x.shape[1], spatial = x.count / (b * c)

@@ -59,10 +59,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         lastCompositeMasks = []
         defer { report.seconds = Date().timeIntervalSince(start); lastReport = report }
         guard let first = frames.first else { return [] }
+        try Self.checkOneSizeAndFormat(frames)
         let (W, H) = (first.width, first.height)
-        guard frames.allSatisfy({ $0.width == W && $0.height == H && $0.format == first.format }) else {
-            throw WindowEditError("a window mixes frame sizes or formats; the editor needs one size and format per window")
-        }
         let masks = masks.map { $0.scaled(width: W, height: H) }
         let threshold = settings.maskThreshold
         // Nothing masked: nothing to edit, and the UNet never runs.
@@ -138,11 +136,8 @@ public final class DiffusionWindowEditor: WindowEditing {
     /// and the resizing alone lose at this `processing-size`: a ceiling on any edit's fidelity.
     public func vaeRoundTrip(frames: [Frame]) throws -> [Frame] {
         guard let first = frames.first else { return [] }
+        try Self.checkOneSizeAndFormat(frames)
         let (W, H) = (first.width, first.height)
-        guard frames.allSatisfy({ $0.width == W && $0.height == H && $0.format == first.format }) else {
-            throw WindowEditError("a window mixes frame sizes or formats; the editor needs one size and format "
-                                  + "per window")
-        }
         let (pw, ph) = Self.processingSize(width: W, height: H, shortSide: settings.processingSize)
         let images = frames.map { RGBImage($0).resized(width: pw, height: ph) }
         let vae = pipeline.vae
@@ -151,6 +146,16 @@ public final class DiffusionWindowEditor: WindowEditing {
         return frames.indices.map { i in
             Compositor.composite(frames[i], edited: decoded[i], originX: 0, originY: 0, canvasWidth: pw,
                                  canvasHeight: ph, alpha: alpha)
+        }
+    }
+
+    /// A window is edited as one batch at one processing size: every frame must share the first one's size and format.
+    static func checkOneSizeAndFormat(_ frames: [Frame]) throws {
+        guard let first = frames.first else { return }
+        guard frames.allSatisfy({ $0.width == first.width && $0.height == first.height && $0.format == first.format })
+        else {
+            throw WindowEditError("a window mixes frame sizes or formats; the editor needs one size and format "
+                                  + "per window")
         }
     }
 

@@ -122,10 +122,7 @@ final class ObjectCentricSampler {
             report.mergedTokens += hooks.mergedTokens
             guard cfg else { return eps }
             let parts = Ops.split(eps, dim: 0, sizes: [frames, frames])
-            let g = Float(settings.guidanceScale)
-            let (u, c) = (parts[0], parts[1])
-            for i in 0..<u.count { u.data[i] += g * (c.data[i] - u.data[i]) }
-            return u
+            return Ops.guide(parts[0], toward: parts[1], scale: Float(settings.guidanceScale))
         }
 
         // Fixed-point inversion: x_t = inv(ε(x_t, t), x_cur), iterated from the plain DDIM guess, so the denoising
