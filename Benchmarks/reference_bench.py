@@ -5,8 +5,8 @@
     python Benchmarks/reference_bench.py vae --size 256
 
 Random weights from the SD 1.5 configs (no download). Prints a human summary, then one JSON object as the last line
-with the keys of `ocdedit bench` (docs/contracts.md): seconds_per_forward, gflops, roofline_fraction (against torch's own
-sgemm at 2048³ measured in the same run), peak_rss_bytes.
+with the keys of `ocdedit bench` (docs/contracts.md): seconds_per_forward, gflops, roofline_fraction (against
+torch's own sgemm at 2048³ measured in the same run), peak_rss_bytes.
 """
 import argparse, json, resource, time
 

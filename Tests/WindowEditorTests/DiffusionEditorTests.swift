@@ -4,8 +4,8 @@ import StableDiffusion
 import TensorKernels
 @testable import WindowEditor
 
-/// The window editor with the tiny random model (Tests/Fixtures/tiny-sd1): reconstruction, determinism, exact background,
-/// empty and full masks, and the object-centric savings.
+/// The window editor with the tiny random model (Tests/Fixtures/tiny-sd1): reconstruction, determinism, exact
+/// background, empty and full masks, and the object-centric savings.
 final class DiffusionEditorTests: XCTestCase {
     static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: Fixtures.tinyModel)
 

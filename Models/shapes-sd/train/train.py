@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Trains Models/shapes-sd: a small Stable Diffusion 1.x (same block types, schedule and file layout) on the
 shapes world (world.py). CPU only, seeded, resumable: every stage saves its state to --work every five minutes
-and a rerun continues where it stopped (a resumed run draws other batches than an uninterrupted one). `make model` runs all stages with the pinned stack of requirements.txt.
+and a rerun continues where it stopped (a resumed run draws other batches than an uninterrupted one).
+`make model` runs all stages with the pinned stack of requirements.txt.
 
 Stages (--stage all runs them in order, skipping finished ones):
   data     render the training images and captions (world.py, numpy)
