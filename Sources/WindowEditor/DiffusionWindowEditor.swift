@@ -1,5 +1,5 @@
-// The window editor: prepare (scale, VAE-encode, latent masks) → ObjectCentricSampler (inversion, guided edit,
-// cross-frame attention, token merging) → decode what changed → feathered composite over the input frames.
+// The window editor: prepare (scale, VAE-encode, latent masks) → EditLoop with the mode's method (inversion, guided
+// edit, latent blend; Methods/) → decode what changed → feathered composite over the input frames.
 import Foundation
 import StableDiffusion
 import TensorKernels
@@ -20,7 +20,9 @@ public final class DiffusionWindowEditor: WindowEditing {
     /// The pixel masks the last edit composited through (before feathering): the input masks, in mode=blended
     /// intersected with the automatic mask. Empty when the last window was skipped (nothing masked).
     public private(set) var lastCompositeMasks: [Mask] = []
-    private var prompts: (source: Tensor, target: Tensor, negative: Tensor)?
+    private let loopConfig: EditLoop.Config
+    private let makeMethod: EditMethodMaker
+    private var prompts: EncodedPrompts?
 
     /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
     public convenience init(settings: EditorSettings) throws {
@@ -33,6 +35,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         try Self.validate(settings)
         self.pipeline = pipeline
         self.settings = settings
+        loopConfig = EditLoop.Config(settings)
+        makeMethod = try EditMethodFactory.maker(for: settings)
     }
 
     /// Settings this editor cannot run, as one-line errors (callers may check before loading a model).
@@ -40,9 +44,7 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
-        guard settings.mode != .reatco else {
-            throw WindowEditError("mode 'reatco' is not implemented yet (its attention refocusing needs gradients through the UNet, which this inference engine does not compute); use mode=ocd, baseline, blended or tokenflow")
-        }
+        _ = try EditMethodFactory.maker(for: settings)
     }
 
     /// Processing canvas for a frame: short side = processing-size, long side keeps the aspect, multiple of 64.
@@ -90,43 +92,41 @@ public final class DiffusionWindowEditor: WindowEditing {
                 : [Float](repeating: 1, count: lh * lw))
             saliency.append(soft)
         }
-        let p = promptEmbeddings()
-        let sampler = ObjectCentricSampler(unet: pipeline.unet, scheduler: pipeline.scheduler, settings: settings)
-        var inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency,
-                                    source: p.source, target: p.target, negative: p.negative)
-        inputs.regionDilation = 1 + featherLatent
-        if settings.mode == .blended {
-            let tokenizer = pipeline.tokenizer
-            inputs.blendTokens = AutomaticBlendMask.editedTokenPositions(source: tokenizer.encode(settings.sourcePrompt),
-                                                                         target: tokenizer.encode(settings.prompt ?? ""))
-        }
+        let p = encodedPrompts()
+        let loop = EditLoop(unet: pipeline.unet, scheduler: pipeline.scheduler, config: loopConfig)
+        let inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency, source: p.source,
+                                    target: p.target, negative: p.negative, sourceTokens: p.sourceTokens,
+                                    targetTokens: p.targetTokens, regionDilation: 1 + featherLatent)
         let edited: Tensor
         do {
-            edited = try sampler.run(inputs, isCancelled: isCancelled)
+            edited = try loop.run(inputs, method: makeMethod, isCancelled: isCancelled)
         } catch {
-            report.sampling = sampler.report
+            report.sampling = loop.report
             throw error
         }
-        report.sampling = sampler.report
+        report.sampling = loop.report
         if isCancelled() { throw EditCancelled() }
 
         // 2. Decode only the changed area (one box size for the window so it stays one batch), with a margin for
         //    the decoder's reach.
-        let boxes = LatentRegions.commonBoxes(sampler.editedRegion, height: lh, width: lw, margin: 2, multiple: 1)
+        let boxes = LatentRegions.commonBoxes(loop.editedRegion, height: lh, width: lw, margin: 2)
         let crops = Ops.scale(LatentRegions.crop(edited, boxes), 1 / vae.scalingFactor)
         let decoded = ImageTensors.images(vae.decode(crops))
 
-        // 3. Composite through the feathered mask (mode=blended: the input mask and the automatic one).
-        let automatic = sampler.automaticMask
+        // 3. Composite through the feathered mask (and the method's automatic mask, if it found one).
+        let automatic = loop.automaticMask
         lastCompositeMasks = frames.indices.map { i in
-            automatic.map { Self.intersect(masks[i], threshold: threshold, latentMask: $0[i], width: lw, height: lh) } ?? masks[i]
+            automatic.map {
+                Self.intersect(masks[i], threshold: threshold, latentMask: $0[i], width: lw, height: lh)
+            } ?? masks[i]
         }
         return frames.indices.map { i in
             let mask = lastCompositeMasks[i]
             let alpha = settings.preserveBackground
                 ? FeatherMask(mask: mask, threshold: threshold, feather: settings.feather)
                 : FeatherMask(fullWidth: W, height: H)
-            return Compositor.composite(frames[i], edited: decoded[i], originX: boxes[i].x * down, originY: boxes[i].y * down,
+            return Compositor.composite(frames[i], edited: decoded[i], originX: boxes[i].x * down,
+                                        originY: boxes[i].y * down,
                                         canvasWidth: pw, canvasHeight: ph, alpha: alpha)
         }
     }
@@ -172,17 +172,29 @@ public final class DiffusionWindowEditor: WindowEditing {
         return Mask(width: w, height: h, pixels: pixels)
     }
 
-    /// Source, target and negative prompt embeddings [1, 77, D], computed once per editor.
-    private func promptEmbeddings() -> (source: Tensor, target: Tensor, negative: Tensor) {
+    /// The prompts as the edit loop takes them, computed once per editor.
+    private struct EncodedPrompts {
+        /// Embeddings [1, 77, D].
+        var source: Tensor, target: Tensor, negative: Tensor
+        /// Token ids of the source and target prompts.
+        var sourceTokens: [Int32], targetTokens: [Int32]
+    }
+
+    private func encodedPrompts() -> EncodedPrompts {
         if let prompts { return prompts }
-        let e = pipeline.encode(prompts: [settings.sourcePrompt, settings.prompt ?? "", settings.negativePrompt])
+        let target = settings.prompt ?? ""
+        let e = pipeline.encode(prompts: [settings.sourcePrompt, target, settings.negativePrompt])
         let parts = Ops.split(e, dim: 0, sizes: [1, 1, 1])
-        prompts = (parts[0], parts[1], parts[2])
-        return prompts!
+        let encoded = EncodedPrompts(source: parts[0], target: parts[1], negative: parts[2],
+                                     sourceTokens: pipeline.tokenizer.encode(settings.sourcePrompt),
+                                     targetTokens: pipeline.tokenizer.encode(target))
+        prompts = encoded
+        return encoded
     }
 
     /// The mask on the latent grid: hard = any pixel of the cell at or above the threshold; soft = mean value / 255.
-    static func latentMasks(_ m: Mask, threshold: Int, width lw: Int, height lh: Int) -> (hard: [Float], soft: [Float]) {
+    static func latentMasks(_ m: Mask, threshold: Int, width lw: Int,
+                            height lh: Int) -> (hard: [Float], soft: [Float]) {
         var hard = [Float](repeating: 0, count: lw * lh), soft = hard
         for ly in 0..<lh {
             let y0 = ly * m.height / lh, y1 = max(y0 + 1, (ly + 1) * m.height / lh)
@@ -195,7 +207,8 @@ public final class DiffusionWindowEditor: WindowEditing {
                     if v >= threshold { any = true }
                 } }
                 hard[ly * lw + lx] = any ? 1 : 0
-                soft[ly * lw + lx] = Float(sum) / Float(255 * max(1, (min(y1, m.height) - y0) * (min(x1, m.width) - x0)))
+                let cells = (min(y1, m.height) - y0) * (min(x1, m.width) - x0)
+                soft[ly * lw + lx] = Float(sum) / Float(255 * max(1, cells))
             }
         }
         return (hard, soft)

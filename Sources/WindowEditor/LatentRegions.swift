@@ -4,7 +4,9 @@ import TensorKernels
 /// A rectangle of latent pixels.
 public struct LatentBox: Sendable, Equatable {
     public var x: Int, y: Int, width: Int, height: Int
-    public init(x: Int, y: Int, width: Int, height: Int) { (self.x, self.y, self.width, self.height) = (x, y, width, height) }
+    public init(x: Int, y: Int, width: Int, height: Int) {
+        (self.x, self.y, self.width, self.height) = (x, y, width, height)
+    }
     public var area: Int { width * height }
 }
 
@@ -19,16 +21,16 @@ enum LatentRegions {
     }
 
     /// One box per frame, all of the same size (so the window stays one batch): each frame's mask box grown by
-    /// `margin`, the largest width and height over the window rounded up to `multiple` (see `size`), centred on each frame's box
-    /// and kept inside the latent. Frames with an empty mask get a centred box.
-    static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int, multiple: Int) -> [LatentBox] {
+    /// `margin`, the largest width and height over the window (see `size`), centred on each frame's box and kept
+    /// inside the latent. Frames with an empty mask get a centred box.
+    static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int) -> [LatentBox] {
         let boxes = masks.map { boundingBox($0, height: h, width: w) }
-        func roundUp(_ v: Int, _ limit: Int) -> Int { min(limit, max(multiple, (v + multiple - 1) / multiple * multiple)) }
-        // The margin is best effort: when box + margin would round up to the whole latent but the box alone does
-        // not, the crop is the box rounded up (its slack is the context), so small latents still get a crop.
+        func clamp(_ v: Int, _ limit: Int) -> Int { min(limit, max(1, v)) }
+        // The margin is best effort: when box + margin would cover the whole latent but the box alone does not, the
+        // crop is the box (the edit region's dilation is its context), so small latents still get a crop.
         func size(_ box: Int, _ limit: Int) -> Int {
-            let wanted = roundUp(box + 2 * margin, limit)
-            return wanted >= limit ? roundUp(box, limit) : wanted
+            let wanted = clamp(box + 2 * margin, limit)
+            return wanted >= limit ? clamp(box, limit) : wanted
         }
         let bw = size(boxes.compactMap { $0?.width }.max() ?? 0, w)
         let bh = size(boxes.compactMap { $0?.height }.max() ?? 0, h)
@@ -45,7 +47,8 @@ enum LatentRegions {
         let (bh, bw) = (boxes[0].height, boxes[0].width)
         let out = Tensor(shape: [f, c, bh, bw])
         for i in 0..<f { for ch in 0..<c { for y in 0..<bh {
-            (out.data + ((i * c + ch) * bh + y) * bw).update(from: x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x, count: bw)
+            let source = x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x
+            (out.data + ((i * c + ch) * bh + y) * bw).update(from: source, count: bw)
         } } }
         return out
     }
@@ -55,7 +58,8 @@ enum LatentRegions {
         let (f, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (bh, bw) = (crops.shape[2], crops.shape[3])
         for i in 0..<f { for ch in 0..<c { for y in 0..<bh {
-            (x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x).update(from: crops.data + ((i * c + ch) * bh + y) * bw, count: bw)
+            let destination = x.data + ((i * c + ch) * h + boxes[i].y + y) * w + boxes[i].x
+            destination.update(from: crops.data + ((i * c + ch) * bh + y) * bw, count: bw)
         } } }
     }
 

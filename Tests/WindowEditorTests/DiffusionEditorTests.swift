@@ -82,9 +82,10 @@ final class DiffusionEditorTests: XCTestCase {
         let ones = [[Float]](repeating: [Float](repeating: 1, count: lh * lw), count: 4)
         let e = pipe.encode(prompts: ["a red car", ""])
         let parts = Ops.split(e, dim: 0, sizes: [1, 1])
-        let sampler = ObjectCentricSampler(unet: pipe.unet, scheduler: pipe.scheduler, settings: s)
+        let sampler = EditLoop(unet: pipe.unet, scheduler: pipe.scheduler, config: EditLoop.Config(s))
         let out = try sampler.run(SamplingInputs(latents: z0, editRegion: ones, saliency: ones, source: parts[0],
-                                                 target: parts[0], negative: parts[1]), isCancelled: Self.never)
+                                                 target: parts[0], negative: parts[1]),
+                                  method: EditMethodFactory.maker(for: s), isCancelled: Self.never)
         var mse: Double = 0, lo = Float.infinity, hi = -Float.infinity
         for i in 0..<z0.count {
             mse += Double((out.data[i] - z0.data[i]) * (out.data[i] - z0.data[i]))

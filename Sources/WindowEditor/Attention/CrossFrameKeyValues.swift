@@ -1,0 +1,42 @@
+// Cross-frame attention: which frames' keys/values each frame's self-attention sees.
+import StableDiffusion
+import TensorKernels
+
+/// For a batch of `halves` × `frames` items (half-major; each half attends within itself).
+struct CrossFrameKeyValues {
+    let policy: CrossFrameAttention
+    let frames: Int, halves: Int
+
+    init(_ policy: CrossFrameAttention, frames: Int, halves: Int) {
+        (self.policy, self.frames, self.halves) = (policy, frames, halves)
+    }
+
+    init(_ policy: CrossFrameAttention, for call: UNetCall) {
+        self.init(policy, frames: call.frames, halves: call.halves)
+    }
+
+    /// Frames whose keys/values frame `i` attends to (always including itself), without repeats.
+    func attendedFrames(_ i: Int) -> [Int] {
+        var list: [Int]
+        switch policy {
+        case .none: list = [i]
+        case .firstPrevious: list = [0, max(i - 1, 0), i]
+        case .firstPreviousMiddle: list = [0, max(i - 1, 0), frames / 2, i]
+        case .all: list = Array(0..<frames)
+        }
+        var seen = Set<Int>()
+        return list.filter { seen.insert($0).inserted }
+    }
+
+    /// One key/value group per item (its own tokens), each item attending to its attended frames in its half; nil
+    /// when every frame attends to itself only (plain self-attention).
+    func keyValues(_ x: Tensor) -> KeyValueGroups? {
+        guard policy != .none else { return nil }
+        var tokens: [Tensor] = [], itemGroups: [[Int]] = []
+        for b in 0..<(halves * frames) { tokens.append(x.slice(first: b, length: 1)) }
+        for half in 0..<halves {
+            for i in 0..<frames { itemGroups.append(attendedFrames(i).map { half * frames + $0 }) }
+        }
+        return KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: itemGroups)
+    }
+}

@@ -1,0 +1,184 @@
+// The DDIM edit of one window, the same for every method. The recipe:
+//   1. Invert: DDIM steps from the clean latents up toward noise under the source prompt, every level kept (the
+//      inverted trajectory).
+//   2. Edit: guided DDIM steps back down under the target prompt, edit step j starting where inversion step
+//      editSteps − 1 − j ended.
+//   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
+// The method (EditMethod.swift) decides where the steps compute (the whole latent, or for the first edit steps a
+// crop of each frame), the attention hooks of each UNet call and the edit region of each step.
+import StableDiffusion
+import TensorKernels
+
+final class EditLoop {
+    /// The loop's settings, for the editor's lifetime.
+    struct Config {
+        var steps: Int
+        var strength: Double
+        var guidanceScale: Double
+        var inversionIterations: Int
+        var preserveBackground: Bool
+
+        init(_ settings: EditorSettings) {
+            steps = settings.steps
+            strength = settings.strength
+            guidanceScale = settings.guidanceScale
+            inversionIterations = settings.inversionIterations
+            preserveBackground = settings.preserveBackground
+        }
+    }
+
+    let unet: UNet2DConditionModel
+    let scheduler: DDIMScheduler
+    let config: Config
+    /// What the last run spent (a cancelled run's part included).
+    private(set) var report = SamplingReport()
+    /// Where the last run let the latent change: the method's last edit region (the inputs' without blending).
+    private(set) var editedRegion: [[Float]] = []
+    /// The automatic mask the last run's method found, if any (latent grid, undilated), for the composite.
+    private(set) var automaticMask: [[Float]]? = nil
+
+    init(unet: UNet2DConditionModel, scheduler: DDIMScheduler, config: Config) {
+        self.unet = unet
+        self.scheduler = scheduler
+        self.config = config
+    }
+
+    /// Denoising steps actually run for `strength` (diffusers' img2img rule: ⌊steps·strength⌋ of the schedule's end).
+    static func editSteps(steps: Int, strength: Double) -> Int { min(steps, max(0, Int(Double(steps) * strength))) }
+
+    /// Edits the window; returns its latents [F, 4, h, w]. `makeMethod` builds the window's method.
+    func run(_ inputs: SamplingInputs, method makeMethod: EditMethodMaker,
+             isCancelled: @escaping @Sendable () -> Bool) throws -> Tensor {
+        report = SamplingReport()
+        editedRegion = inputs.editRegion
+        automaticMask = nil
+        let steps = max(1, config.steps)
+        let editSteps = Self.editSteps(steps: steps, strength: config.strength)
+        guard editSteps > 0 else { return inputs.latents.copy() }
+        let method = makeMethod(MethodWindow(inputs: inputs, editSteps: editSteps, unet: unet.config))
+        let predictor = NoisePredictor(unet: unet, method: method, inputs: inputs,
+                                       guidanceScale: config.guidanceScale, isCancelled: isCancelled)
+        defer { predictor.addCounts(to: &report) }
+        let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
+                            timesteps: Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...]),
+                            saliency: inputs.saliency)
+        let plan = method.plan
+        let (h, w) = (inputs.latents.shape[2], inputs.latents.shape[3])
+        let whole = LatentView(crops: nil, height: h, width: w)
+        let crops = LatentView(crops: plan.crops, height: h, width: w)
+        let cropSteps = plan.crops == nil ? 0 : plan.cropSteps
+        report.cropFraction = plan.crops.map { Double($0[0].area) / Double(h * w) } ?? 1
+        report.foregroundSteps = cropSteps
+        report.jointSteps = editSteps - cropSteps
+
+        // 1. Invert the whole latent up to the crops' level (all the way without crops): the background's trajectory.
+        let background = try invert(inputs.latents, steps: 0..<(editSteps - cropSteps), in: whole,
+                                    unetSteps: plan.backgroundUNetSteps, run)
+        // 2. Invert the crops the rest of the way.
+        let foreground = try invert(crops.cut(background.last), steps: (editSteps - cropSteps)..<editSteps, in: crops,
+                                    unetSteps: nil, run)
+        // 3. Edit the crops, each step blended with the crops' trajectory.
+        let editedCrops = try denoise(foreground.last, steps: 0..<cropSteps, along: foreground, in: crops, run)
+        // 4. Paste them into the background's level and edit the whole latent jointly, each step blended with the
+        //    background's trajectory.
+        let edited = try denoise(crops.paste(editedCrops, into: background.last), steps: cropSteps..<editSteps,
+                                 along: background, in: whole, run)
+        automaticMask = method.automaticMask
+        report.automaticMaskCoverage = automaticMask.map { Double($0.joined().reduce(0, +)) / Double($0.count * h * w) }
+        return edited
+    }
+
+    /// Inversion steps `steps` on `view` from `start` (step k takes level k to k + 1 at the timestep of edit step
+    /// editSteps − 1 − k). The UNet runs at the steps in `unetSteps` (nil: all); the others reuse its last
+    /// prediction. Each step the UNet runs at is refined to a fixed point, x_t = inv(ε(x_t, t), x), iterated from
+    /// the DDIM guess, so the denoising step (which evaluates ε at x_t) retraces it.
+    private func invert(_ start: Tensor, steps: Range<Int>, in view: LatentView, unetSteps: Set<Int>?,
+                        _ run: RunContext) throws -> Trajectory {
+        var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
+        let saliency = view.cut(run.saliency)
+        var noise: Tensor? = nil
+        for k in steps {
+            let (x, j) = (trajectory.last, run.editSteps - 1 - k)
+            let t = run.timesteps[j]
+            let runsUNet = unetSteps?.contains(k) ?? true
+            if runsUNet || noise == nil {
+                noise = try run.predictor(x, .inversion, editStep: j, timestep: t, saliency: saliency)
+                if view.isWhole { report.backgroundInversionSteps += 1 }
+            }
+            var next = scheduler.inversionStep(modelOutput: noise!, timestep: t, sample: x, steps: run.steps)
+            if runsUNet {
+                for _ in 1..<max(1, config.inversionIterations) {
+                    let e = try run.predictor(next, .inversionRefinement, editStep: j, timestep: t,
+                                                 saliency: saliency)
+                    next = scheduler.inversionStep(modelOutput: e, timestep: t, sample: x, steps: run.steps)
+                }
+            }
+            trajectory.latents.append(next)
+        }
+        return trajectory
+    }
+
+    /// Edit steps `steps` on `view` from `start` (step j takes level editSteps − j to editSteps − 1 − j); with
+    /// preserve-background each step's result outside the method's edit region is replaced by `trajectory`'s level.
+    private func denoise(_ start: Tensor, steps: Range<Int>, along trajectory: Trajectory, in view: LatentView,
+                         _ run: RunContext) throws -> Tensor {
+        var x = start
+        let saliency = view.cut(run.saliency)
+        for j in steps {
+            let t = run.timesteps[j]
+            let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency)
+            x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
+            if config.preserveBackground {
+                editedRegion = run.method.editRegion(afterEditStep: j)
+                LatentRegions.blend(x, reference: trajectory[run.editSteps - 1 - j], masks: view.cut(editedRegion))
+            }
+        }
+        return x
+    }
+}
+
+/// What every phase of one run needs.
+private struct RunContext {
+    let method: any EditMethod
+    let predictor: NoisePredictor
+    /// Steps of the whole schedule (the scheduler's stride) and of the edit.
+    let steps: Int, editSteps: Int
+    /// Edit step j runs at timesteps[j] (descending).
+    let timesteps: [Int]
+    /// Per frame, whole latent grid.
+    let saliency: [[Float]]
+}
+
+/// Latents at consecutive noise levels from `firstLevel` on, as an inversion left them.
+private struct Trajectory {
+    let firstLevel: Int
+    var latents: [Tensor]
+
+    subscript(level: Int) -> Tensor { latents[level - firstLevel] }
+    var last: Tensor { latents[latents.count - 1] }
+}
+
+/// The part of the latent a phase computes: the whole latent, or one crop per frame.
+private struct LatentView {
+    let crops: [LatentBox]?
+    /// The whole latent's size.
+    let height: Int, width: Int
+
+    var isWhole: Bool { crops == nil }
+
+    /// Latents [F, C, h, w] → the view's part (the same tensor for the whole latent).
+    func cut(_ x: Tensor) -> Tensor { crops.map { LatentRegions.crop(x, $0) } ?? x }
+
+    /// Per-frame h×w maps → the view's part.
+    func cut(_ maps: [[Float]]) -> [[Float]] {
+        crops.map { LatentRegions.crop(maps, height: height, width: width, $0) } ?? maps
+    }
+
+    /// `part` written into a copy of `whole` (`part` itself for the whole latent).
+    func paste(_ part: Tensor, into whole: Tensor) -> Tensor {
+        guard let crops else { return part }
+        let x = whole.copy()
+        LatentRegions.paste(part, into: x, crops)
+        return x
+    }
+}

@@ -1,0 +1,86 @@
+// What differs between editing methods, as the edit loop (EditLoop.swift) asks it. The loop never asks which method
+// it runs; EditMethodFactory.swift is the only place that maps a mode to a method.
+import StableDiffusion
+import TensorKernels
+
+/// The window in latent space, prepared by the editor.
+struct SamplingInputs {
+    /// Clean latents [F, 4, h, w], already × scaling factor.
+    var latents: Tensor
+    /// Per frame (h×w): 1 where the latent may change (dilated mask at the threshold), 0 where it follows the source.
+    var editRegion: [[Float]]
+    /// Per frame (h×w): soft saliency in [0, 1] for token merging.
+    var saliency: [[Float]]
+    /// Prompt embeddings [1, 77, D].
+    var source: Tensor, target: Tensor, negative: Tensor
+    /// The source and target prompts' token ids (no start or end token), for methods that look at words' attention.
+    var sourceTokens: [Int32] = [], targetTokens: [Int32] = []
+    /// Latent cells by which `editRegion` extends beyond the mask (it covers the composite's feathered edge).
+    var regionDilation = 1
+}
+
+/// One window as a method sees it when it is built.
+struct MethodWindow {
+    let inputs: SamplingInputs
+    /// Denoising steps of the edit; the inversion runs as many.
+    let editSteps: Int
+    /// The UNet's layout (which layers run at which resolution).
+    let unet: UNet2DConditionConfig
+
+    var frames: Int { inputs.latents.shape[0] }
+    var latentHeight: Int { inputs.latents.shape[2] }
+    var latentWidth: Int { inputs.latents.shape[3] }
+}
+
+/// Builds the method of one window (its configuration was read from the settings when the maker was made).
+typealias EditMethodMaker = (MethodWindow) -> any EditMethod
+
+/// Where the steps of one window's edit compute.
+struct SamplingPlan {
+    /// One box per frame, all of one size (the window stays one batch), or nil: every step computes the whole latent.
+    var crops: [LatentBox]? = nil
+    /// With crops: the first edit steps, and the inversion steps above the whole latent's last level, compute the
+    /// crops only; the whole latent is inverted to that level (the background's trajectory) and denoised jointly
+    /// from the pasted crops on.
+    var cropSteps = 0
+    /// Inversion steps of the whole latent at which the UNet runs; the others reuse its last prediction (and skip the
+    /// fixed-point iterations). nil: every step.
+    var backgroundUNetSteps: Set<Int>? = nil
+}
+
+/// One UNet call of the edit loop, as a method sees it when it builds the call's attention hooks.
+struct UNetCall {
+    enum Pass: Equatable {
+        /// The first prediction of an inversion step: the source prompt, no guidance.
+        case inversion
+        /// A fixed-point iteration of an inversion step (inversion-iterations > 1).
+        case inversionRefinement
+        /// A denoising step of the edit: the target prompt, guided.
+        case edit
+    }
+    let pass: Pass
+    /// The edit step whose timestep the call runs at (inversion step k runs at edit step editSteps − 1 − k's).
+    let editStep: Int
+    let timestep: Int
+    /// The batch: `halves` × `frames` items, half-major (classifier-free guidance: [negative frames, target frames]).
+    let frames: Int, halves: Int
+    /// The latent size the call computes (the whole latent or a crop), and each frame's saliency at that size.
+    let height: Int, width: Int
+    let saliency: [[Float]]
+}
+
+/// What differs between editing methods. One instance per window, so it may keep state across the window's calls
+/// (maps it records during the edit, correspondences found during the inversion).
+protocol EditMethod: AnyObject {
+    /// Where the window's steps compute.
+    var plan: SamplingPlan { get }
+    /// The attention hooks of one UNet call, built for that call; they return data and never change the model.
+    func hooks(for call: UNetCall) -> WindowAttentionHooks
+    /// Per frame (whole latent grid): where the latent may change after edit step `step`; outside it the step's
+    /// result is replaced by the inverted trajectory. Asked after every edit step when the background is preserved;
+    /// a method may update what it found from the step's calls here.
+    func editRegion(afterEditStep step: Int) -> [[Float]]
+    /// The mask the method found itself (latent grid, per frame, before dilation), which the composite intersects
+    /// with the input masks; nil for methods that use the input masks only.
+    var automaticMask: [[Float]]? { get }
+}

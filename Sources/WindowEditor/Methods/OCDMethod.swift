@@ -1,0 +1,66 @@
+// mode=ocd: Object-Centric Diffusion. Object-centric sampling: the first `blend-step` share of the edit runs on each
+// frame's foreground crop only, while the background follows its inverted trajectory (with `background-steps`, the
+// UNet runs at only that many of its inversion steps); from then on the whole latent is denoised jointly. Token
+// merging: self-attention keys/values merged within volumes of frames, foreground tokens protected by saliency.
+
+final class OCDMethod: EditMethod {
+    struct Config {
+        var crossFrame: CrossFrameAttention
+        var objectCentricSampling: Bool
+        /// Share of the edit steps run on the crops.
+        var blendStep: Double
+        var contextMargin: Int
+        /// UNet evaluations of the background's inversion; 0 = one per step.
+        var backgroundSteps: Int
+        /// nil when tome-ratio is 0.
+        var merging: SaliencyMergedKeyValues.Config?
+
+        init(_ settings: EditorSettings) {
+            crossFrame = settings.crossFrame
+            objectCentricSampling = settings.ocdSampling
+            blendStep = settings.blendStep
+            contextMargin = settings.contextMargin
+            backgroundSteps = settings.backgroundSteps
+            merging = settings.tomeRatio > 0 ? SaliencyMergedKeyValues.Config(settings) : nil
+        }
+    }
+
+    let plan: SamplingPlan
+    let automaticMask: [[Float]]? = nil
+    private let config: Config
+    private let region: [[Float]]
+
+    init(_ config: Config, window: MethodWindow) {
+        self.config = config
+        region = window.inputs.editRegion
+        plan = Self.samplingPlan(config, window: window)
+    }
+
+    /// Crops: one common box size over the dilated edit region (plus the context margin), when it is smaller than
+    /// the latent. Any size works: the UNet follows diffusers' `upsample_size` path when it is not a multiple of 8.
+    static func samplingPlan(_ config: Config, window: MethodWindow) -> SamplingPlan {
+        let (h, w, n) = (window.latentHeight, window.latentWidth, window.editSteps)
+        guard config.objectCentricSampling else { return SamplingPlan() }
+        let boxes = LatentRegions.commonBoxes(window.inputs.editRegion, height: h, width: w,
+                                              margin: config.contextMargin)
+        guard boxes[0].area < h * w else { return SamplingPlan() }
+        let cropSteps = min(n, max(0, Int((Double(n) * config.blendStep).rounded())))
+        let wholeSteps = n - cropSteps
+        var plan = SamplingPlan(crops: boxes, cropSteps: cropSteps)
+        // φ = whole steps / background-steps: the UNet runs at every φ-th inversion step of the background.
+        if config.backgroundSteps > 0 && config.backgroundSteps < wholeSteps {
+            let k = config.backgroundSteps
+            plan.backgroundUNetSteps = Set((0..<k).map { $0 * wholeSteps / k })
+        }
+        return plan
+    }
+
+    func hooks(for call: UNetCall) -> WindowAttentionHooks {
+        let crossFrame = CrossFrameKeyValues(config.crossFrame, for: call)
+        return WindowAttentionHooks(
+            crossFrame: crossFrame,
+            merging: config.merging.map { SaliencyMergedKeyValues($0, crossFrame: crossFrame, call: call) })
+    }
+
+    func editRegion(afterEditStep step: Int) -> [[Float]] { region }
+}

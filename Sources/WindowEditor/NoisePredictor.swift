@@ -1,0 +1,61 @@
+// The UNet as the edit loop calls it: one noise prediction per call, with the method's attention hooks for the call,
+// the source prompt for inversion and classifier-free guidance toward the target prompt for edit steps.
+import StableDiffusion
+import TensorKernels
+
+final class NoisePredictor {
+    private let unet: UNet2DConditionModel
+    private let method: any EditMethod
+    /// Prompt embeddings [1, 77, D].
+    private let source: Tensor, target: Tensor, negative: Tensor
+    private let guidanceScale: Double
+    private let isCancelled: @Sendable () -> Bool
+    private(set) var unetCalls = 0, unetTokenSteps = 0, attentionPairs = 0, mergedTokens = 0
+
+    init(unet: UNet2DConditionModel, method: any EditMethod, inputs: SamplingInputs, guidanceScale: Double,
+         isCancelled: @escaping @Sendable () -> Bool) {
+        self.unet = unet
+        self.method = method
+        (source, target, negative) = (inputs.source, inputs.target, inputs.negative)
+        self.guidanceScale = guidanceScale
+        self.isCancelled = isCancelled
+    }
+
+    /// ε for the latents `x` [F, 4, h, w] at `timestep`; `saliency` per frame at h×w. Edit calls run the batch
+    /// twice (negative and target prompt) when the guidance scale is above 1.
+    func callAsFunction(_ x: Tensor, _ pass: UNetCall.Pass, editStep: Int, timestep: Int,
+                        saliency: [[Float]]) throws -> Tensor {
+        if isCancelled() { throw EditCancelled() }
+        let frames = x.shape[0], height = x.shape[2], width = x.shape[3]
+        let guided = pass == .edit && guidanceScale > 1
+        let hooks = method.hooks(for: UNetCall(pass: pass, editStep: editStep, timestep: timestep, frames: frames,
+                                               halves: guided ? 2 : 1, height: height, width: width,
+                                               saliency: saliency))
+        let prompt = pass == .edit ? target : source
+        let sample = guided ? Ops.concat([x, x], dim: 0) : x
+        let context = guided ? Ops.concat([repeated(negative, frames), repeated(prompt, frames)], dim: 0)
+                             : repeated(prompt, frames)
+        let eps = unet(sample, timesteps: [Float](repeating: Float(timestep), count: sample.shape[0]),
+                       encoderHiddenStates: context, hooks: hooks)
+        unetCalls += 1
+        unetTokenSteps += sample.shape[0] * height * width
+        attentionPairs += hooks.attentionPairs
+        mergedTokens += hooks.mergedTokens
+        guard guided else { return eps }
+        let halves = Ops.split(eps, dim: 0, sizes: [frames, frames])
+        return Ops.guide(halves[0], toward: halves[1], scale: Float(guidanceScale))
+    }
+
+    /// Adds the calls' figures to `report`.
+    func addCounts(to report: inout SamplingReport) {
+        report.unetCalls += unetCalls
+        report.unetTokenSteps += unetTokenSteps
+        report.attentionPairs += attentionPairs
+        report.mergedTokens += mergedTokens
+    }
+
+    private func repeated(_ e: Tensor, _ count: Int) -> Tensor {
+        if count == 1 { return e }
+        return Ops.concat([Tensor](repeating: e, count: count), dim: 0)
+    }
+}
