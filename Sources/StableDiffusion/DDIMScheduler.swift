@@ -119,20 +119,4 @@ public struct DDIMScheduler: Sendable {
         }
         return out
     }
-
-    /// x0 predicted from a model output at t.
-    public func predictOriginal(modelOutput: Tensor, timestep t: Int, sample: Tensor) -> Tensor {
-        let a = alpha(t)
-        let out = Tensor(shape: sample.shape)
-        for i in 0..<sample.count { out.data[i] = predict(modelOutput.data[i], sample.data[i], alpha: a).0 }
-        return out
-    }
-
-    /// √ᾱ_t · x0 + √(1−ᾱ_t) · noise.
-    public func addNoise(original: Tensor, noise: Tensor, timestep t: Int) -> Tensor {
-        let a = alphasCumprod[t], s = a.squareRoot(), d = (1 - a).squareRoot()
-        let out = Tensor(shape: original.shape)
-        for i in 0..<original.count { out.data[i] = s * original.data[i] + d * noise.data[i] }
-        return out
-    }
 }

@@ -57,14 +57,6 @@ extension Ops {
         }
     }
 
-    /// Softmax over the last dimension.
-    public static func softmaxLastDim(_ x: Tensor) -> Tensor {
-        let c = x.shape.last!
-        let out = x.copy()
-        Parallel.forEach(x.count / c) { r in softmaxRow(out.data + r * c, c) }
-        return out
-    }
-
     @inline(__always)
     static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
         let m = maximum(p, n)

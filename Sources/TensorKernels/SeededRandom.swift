@@ -1,6 +1,6 @@
 import Foundation
 
-/// A small, fast, reproducible generator (SplitMix64) with uniform and normal draws.
+/// A small, fast, reproducible generator (SplitMix64) with raw and standard-normal draws.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
@@ -13,9 +13,6 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-
-    /// Uniform in [0, 1).
-    public mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
 
     /// Standard normal (Box–Muller).
     public mutating func normal() -> Float {

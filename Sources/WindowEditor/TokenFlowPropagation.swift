@@ -82,11 +82,7 @@ final class TokenFlowPropagation {
                 sources[hf * frames + i] = t
             }
         }
-        return PropagatedSelfAttention(computed: computed,
-                                       groups: KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: itemGroups),
-                                       sources: sources)
+        let groups = KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: itemGroups)
+        return PropagatedSelfAttention(computed: computed, groups: groups, sources: sources)
     }
-
-    /// Edit steps whose fields are recorded, for reports.
-    var recordedSteps: Int { fields.count }
 }
