@@ -74,7 +74,7 @@ final class EditLoop {
         // 1. Invert the whole latent up to the crops' level (all the way without crops): the background's trajectory.
         let background = try invert(inputs.latents, steps: 0..<(editSteps - cropSteps), in: whole,
                                     unetSteps: plan.backgroundUNetSteps, run)
-        // 2. Invert the crops the rest of the way.
+        // 2. Invert the crops the rest of the way (no steps without crops).
         let foreground = try invert(crops.cut(background.last), steps: (editSteps - cropSteps)..<editSteps, in: crops,
                                     unetSteps: nil, run)
         // 3. Edit the crops, each step blended with the crops' trajectory.
@@ -90,8 +90,9 @@ final class EditLoop {
 
     /// Inversion steps `steps` on `view` from `start` (step k takes level k to k + 1 at the timestep of edit step
     /// editSteps − 1 − k). The UNet runs at the steps in `unetSteps` (nil: all); the others reuse its last
-    /// prediction. Each step the UNet runs at is refined to a fixed point, x_t = inv(ε(x_t, t), x), iterated from
-    /// the DDIM guess, so the denoising step (which evaluates ε at x_t) retraces it.
+    /// prediction. Each step the UNet runs at is refined toward a fixed point, x_t = inv(ε(x_t, t), x), iterated
+    /// inversion-iterations − 1 times from the DDIM guess, so the denoising step (which evaluates ε at x_t)
+    /// retraces it.
     private func invert(_ start: Tensor, steps: Range<Int>, in view: LatentView, unetSteps: Set<Int>?,
                         _ run: RunContext) throws -> Trajectory {
         var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
