@@ -61,7 +61,7 @@ final class EditLoop {
         defer { predictor.addCounts(to: &report) }
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
                             timesteps: Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...]),
-                            saliency: inputs.saliency)
+                            editRegion: inputs.editRegion, saliency: inputs.saliency)
         let plan = method.plan
         let (h, w) = (inputs.latents.shape[2], inputs.latents.shape[3])
         let whole = LatentView(crops: nil, height: h, width: w)
@@ -130,7 +130,7 @@ final class EditLoop {
             let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency)
             x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
             if config.preserveBackground {
-                editedRegion = run.method.editRegion(afterEditStep: j)
+                editedRegion = run.method.editRegion(afterEditStep: j) ?? run.editRegion
                 LatentRegions.blend(x, reference: trajectory[run.editSteps - 1 - j], masks: view.cut(editedRegion))
             }
         }
@@ -146,8 +146,8 @@ private struct RunContext {
     let steps: Int, editSteps: Int
     /// Edit step j runs at timesteps[j] (descending).
     let timesteps: [Int]
-    /// Per frame, whole latent grid.
-    let saliency: [[Float]]
+    /// Per frame, whole latent grid: the inputs' edit region and saliency.
+    let editRegion: [[Float]], saliency: [[Float]]
 }
 
 /// Latents at consecutive noise levels from `firstLevel` on, as an inversion left them.

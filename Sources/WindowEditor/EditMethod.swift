@@ -72,15 +72,21 @@ struct UNetCall {
 /// What differs between editing methods. One instance per window, so it may keep state across the window's calls
 /// (maps it records during the edit, correspondences found during the inversion).
 protocol EditMethod: AnyObject {
-    /// Where the window's steps compute.
+    /// Where the window's steps compute. Default: the whole latent at every step.
     var plan: SamplingPlan { get }
     /// The attention hooks of one UNet call, built for that call; they return data and never change the model.
     func hooks(for call: UNetCall) -> WindowAttentionHooks
     /// Per frame (whole latent grid): where the latent may change after edit step `step`; outside it the step's
     /// result is replaced by the inverted trajectory. Asked after every edit step when the background is preserved;
-    /// a method may update what it found from the step's calls here.
-    func editRegion(afterEditStep step: Int) -> [[Float]]
+    /// a method may update what it found from the step's calls here. Default nil: the window's edit region.
+    func editRegion(afterEditStep step: Int) -> [[Float]]?
     /// The mask the method found itself (latent grid, per frame, before dilation), which the composite intersects
-    /// with the input masks; nil for methods that use the input masks only.
+    /// with the input masks. Default nil: the input masks only.
     var automaticMask: [[Float]]? { get }
+}
+
+extension EditMethod {
+    var plan: SamplingPlan { SamplingPlan() }
+    func editRegion(afterEditStep step: Int) -> [[Float]]? { nil }
+    var automaticMask: [[Float]]? { nil }
 }

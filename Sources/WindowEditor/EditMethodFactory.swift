@@ -7,7 +7,7 @@ enum EditMethodFactory {
         switch settings.mode {
         case .baseline:
             let config = BaselineMethod.Config(settings)
-            return { BaselineMethod(config, window: $0) }
+            return { _ in BaselineMethod(config) }
         case .ocd:
             let config = OCDMethod.Config(settings)
             return { OCDMethod(config, window: $0) }

@@ -9,19 +9,11 @@ final class BaselineMethod: EditMethod {
         init(_ settings: EditorSettings) { crossFrame = settings.crossFrame }
     }
 
-    let plan = SamplingPlan()
-    let automaticMask: [[Float]]? = nil
     private let config: Config
-    private let region: [[Float]]
 
-    init(_ config: Config, window: MethodWindow) {
-        self.config = config
-        region = window.inputs.editRegion
-    }
+    init(_ config: Config) { self.config = config }
 
     func hooks(for call: UNetCall) -> WindowAttentionHooks {
         WindowAttentionHooks(crossFrame: CrossFrameKeyValues(config.crossFrame, for: call))
     }
-
-    func editRegion(afterEditStep step: Int) -> [[Float]] { region }
 }

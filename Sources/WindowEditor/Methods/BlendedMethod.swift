@@ -17,7 +17,6 @@ final class BlendedMethod: EditMethod {
         }
     }
 
-    let plan = SamplingPlan()
     private(set) var automaticMask: [[Float]]? = nil
     private let config: Config
     private let mask: AutomaticBlendMask
@@ -46,7 +45,7 @@ final class BlendedMethod: EditMethod {
                              crossAttention: call.pass == .edit ? CrossAttentionRecorder(mask, for: call) : nil)
     }
 
-    func editRegion(afterEditStep step: Int) -> [[Float]] {
+    func editRegion(afterEditStep step: Int) -> [[Float]]? {
         if step >= firstMaskStep && (step < lastMaskStep || automaticMask == nil) {
             let automatic = mask.latentMask(height: height, width: width)
             automaticMask = automatic

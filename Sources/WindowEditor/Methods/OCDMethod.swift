@@ -26,13 +26,10 @@ final class OCDMethod: EditMethod {
     }
 
     let plan: SamplingPlan
-    let automaticMask: [[Float]]? = nil
     private let config: Config
-    private let region: [[Float]]
 
     init(_ config: Config, window: MethodWindow) {
         self.config = config
-        region = window.inputs.editRegion
         plan = Self.samplingPlan(config, window: window)
     }
 
@@ -61,6 +58,4 @@ final class OCDMethod: EditMethod {
             crossFrame: crossFrame,
             merging: config.merging.map { SaliencyMergedKeyValues($0, crossFrame: crossFrame, call: call) })
     }
-
-    func editRegion(afterEditStep step: Int) -> [[Float]] { region }
 }

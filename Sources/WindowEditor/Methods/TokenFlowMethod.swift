@@ -16,17 +16,13 @@ final class TokenFlowMethod: EditMethod {
         }
     }
 
-    let plan = SamplingPlan()
-    let automaticMask: [[Float]]? = nil
     private let config: Config
     private let flow: TokenFlowPropagation
-    private let region: [[Float]]
 
     init(_ config: Config, window: MethodWindow) {
         self.config = config
         flow = TokenFlowPropagation(frames: window.frames, steps: window.editSteps, interval: config.keyframeInterval,
                                     seed: config.seed)
-        region = window.inputs.editRegion
     }
 
     func hooks(for call: UNetCall) -> WindowAttentionHooks {
@@ -36,6 +32,4 @@ final class TokenFlowMethod: EditMethod {
             propagation: call.pass == .edit
                 ? TokenFlowPropagator(flow: flow, editStep: call.editStep, halves: call.halves) : nil)
     }
-
-    func editRegion(afterEditStep step: Int) -> [[Float]] { region }
 }
