@@ -3,8 +3,10 @@
 import TensorKernels
 
 enum CosineMatching {
-    /// Rows `indices` of `tokens` [·, C], each scaled to unit length (norm floored at 1e-12), packed [indices.count, C].
-    static func normalisedRows<Rows: Collection<Int>>(_ tokens: UnsafePointer<Float>, channels c: Int, _ indices: Rows) -> [Float] {
+    /// Rows `indices` of `tokens` [·, C], each scaled to unit length (norm floored at 1e-12), packed
+    /// [indices.count, C].
+    static func normalisedRows<Rows: Collection<Int>>(_ tokens: UnsafePointer<Float>, channels c: Int,
+                                                      _ indices: Rows) -> [Float] {
         var out = [Float](repeating: 0, count: indices.count * c)
         for (row, i) in indices.enumerated() {
             let p = tokens + i * c
@@ -21,9 +23,11 @@ enum CosineMatching {
     static func best(_ a: [Float], _ b: [Float], channels c: Int) -> (index: [Int], similarity: [Float]) {
         let (n, m) = (a.count / c, b.count / c)
         var scores = [Float](repeating: 0, count: n * m)
-        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in scores.withUnsafeMutableBufferPointer { sp in
-            Ops.gemm(ap.baseAddress!, bp.baseAddress!, sp.baseAddress!, m: n, n: m, k: c, transB: true)
-        } } }
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+            scores.withUnsafeMutableBufferPointer { sp in
+                Ops.gemm(ap.baseAddress!, bp.baseAddress!, sp.baseAddress!, m: n, n: m, k: c, transB: true)
+            }
+        } }
         var index = [Int](repeating: 0, count: n), similarity = [Float](repeating: -.infinity, count: n)
         for i in 0..<n {
             for j in 0..<m where scores[i * m + j] > similarity[i] { similarity[i] = scores[i * m + j]; index[i] = j }

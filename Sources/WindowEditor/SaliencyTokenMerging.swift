@@ -58,7 +58,8 @@ public enum SaliencyTokenMerging {
         }
         // Normalised metric rows, gathered into sources and destinations.
         let (best, similarity) = CosineMatching.best(CosineMatching.normalisedRows(metric, channels: c, src),
-                                                     CosineMatching.normalisedRows(metric, channels: c, dst), channels: c)
+                                                     CosineMatching.normalisedRows(metric, channels: c, dst),
+                                                     channels: c)
         var score = similarity
         if let saliency {
             for i in 0..<src.count {
@@ -74,7 +75,8 @@ public enum SaliencyTokenMerging {
 
     /// Applies `plan` to tokens [T·H·W, C]: unmerged sources, then destinations averaged with the sources merged into
     /// them. Returns the tokens [1, M, C] and the log of each token's size [1, M] (for proportional attention).
-    public static func merge(_ tokens: UnsafePointer<Float>, channels c: Int, plan: MergePlan) -> (tokens: Tensor, logSizes: Tensor) {
+    public static func merge(_ tokens: UnsafePointer<Float>, channels c: Int,
+                             plan: MergePlan) -> (tokens: Tensor, logSizes: Tensor) {
         let m = plan.outputCount
         let out = Tensor(shape: [1, m, c]), logSizes = Tensor(shape: [1, m])
         for (row, i) in plan.unmerged.enumerated() {
