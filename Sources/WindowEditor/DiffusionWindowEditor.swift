@@ -44,7 +44,7 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
-        _ = try EditMethodFactory.maker(for: settings)
+        _ = try EditMethodFactory.maker(for: settings)   // throws for a mode without a method
     }
 
     /// Processing canvas for a frame: short side = processing-size, long side keeps the aspect, multiple of 64.
