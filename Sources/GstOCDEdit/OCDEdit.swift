@@ -89,6 +89,8 @@ final class OCDEdit: @unchecked Sendable {
     /// The unlinked mask pad has been sent its fallback EOS (since start or the last flush).
     private let maskFallbackSent = CancelFlag()
     private let worker = DispatchQueue(label: "ocdedit.worker")
+    /// Sends the wake-up events (see `wakeAggregator`): sending may wait for a pad's stream lock, never on `worker`.
+    private let waker = DispatchQueue(label: "ocdedit.waker")
     /// The held model and the editor of the last window's settings.
     private let session = EditorSession()
     private var rejectedCaps = Set<String>()
@@ -289,7 +291,8 @@ final class OCDEdit: @unchecked Sendable {
                 let layout = VideoLayout(caps: caps, mask: aggPad == maskPad)
                 if aggPad == videoPad {
                     guard let layout else {
-                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with format RGB, RGBA, BGRx or I420")
+                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with format RGB, RGBA, BGRx or I420",
+                             code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
@@ -301,7 +304,8 @@ final class OCDEdit: @unchecked Sendable {
                     updateLatency()
                 } else {
                     guard let layout else {
-                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected video/x-raw,format=GRAY8")
+                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected video/x-raw,format=GRAY8",
+                             code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
@@ -453,12 +457,14 @@ final class OCDEdit: @unchecked Sendable {
         state.window = []
         state.inFlight = job
         log(GST_LEVEL_DEBUG, "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
-        // The worker keeps the element alive until it has woken the source thread.
+        // The element stays alive until the source thread has been woken for this window.
         gst_object_ref(UnsafeMutableRawPointer(element))
         worker.async { [self] in
             run(job)
-            wakeAggregator()
-            gst_object_unref(UnsafeMutableRawPointer(element))
+            waker.async { [self] in
+                wakeAggregator()
+                gst_object_unref(UnsafeMutableRawPointer(element))
+            }
         }
         return GST_FLOW_OK
     }
@@ -475,6 +481,9 @@ final class OCDEdit: @unchecked Sendable {
     /// wait forever. A custom serialized event wakes the source thread, which pushes the window from `sinkEvent`. It
     /// goes to a pad with no queued buffer (events queue behind buffers); when both pads hold one, `aggregate` is
     /// about to run and pushes the window itself. A flushing or EOS pad refuses the event: nothing to wake then.
+    /// Sending waits for the pad's stream lock while upstream's chain call waits for room on that pad (until
+    /// `aggregate` takes the buffer there), so it runs on `waker`: the worker meanwhile edits the next window, which
+    /// that `aggregate` may be waiting for.
     private func wakeAggregator() {
         for p in [videoPad, maskPad] where gst_aggregator_pad_has_buffer(p) == 0 {
             let event = gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM, gst_structure_new_empty(OCDEdit.wakeEventName))

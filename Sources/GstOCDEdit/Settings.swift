@@ -10,8 +10,6 @@ struct Settings: Equatable {
     /// does not start with one (RESOURCE/SETTINGS error) and stops at the next window if one comes in while playing.
     var rejected: [String: String] = [:]
 
-    /// The first refused value as one message, or nil.
-    var rejection: String? {
-        rejected.sorted { $0.key < $1.key }.first.map { "property \($0.key): \($0.value)" }
-    }
+    /// The table's message (it names the property) of the first refused value, or nil.
+    var rejection: String? { rejected.sorted { $0.key < $1.key }.first?.value }
 }
