@@ -104,16 +104,20 @@ final class OCDEdit: @unchecked Sendable {
         self.maskPad = maskPad
     }
 
-    private var element: UnsafeMutablePointer<GstElement> { UnsafeMutableRawPointer(aggregator).assumingMemoryBound(to: GstElement.self) }
+    private var element: UnsafeMutablePointer<GstElement> {
+        UnsafeMutableRawPointer(aggregator).assumingMemoryBound(to: GstElement.self)
+    }
     private func pad(_ p: UnsafeMutablePointer<GstAggregatorPad>) -> UnsafeMutablePointer<GstPad> {
         UnsafeMutableRawPointer(p).assumingMemoryBound(to: GstPad.self)
     }
 
-    func post(error text: String, domain: GQuark = gst_stream_error_quark(), code: Int32 = Int32(GST_STREAM_ERROR_FAILED.rawValue)) {
+    func post(error text: String, domain: GQuark = gst_stream_error_quark(),
+              code: Int32 = Int32(GST_STREAM_ERROR_FAILED.rawValue)) {
         ocd_post_message(element, GST_MESSAGE_ERROR, domain, code, text, nil)
     }
     func post(warning text: String) {
-        ocd_post_message(element, GST_MESSAGE_WARNING, gst_stream_error_quark(), Int32(GST_STREAM_ERROR_FAILED.rawValue), text, nil)
+        ocd_post_message(element, GST_MESSAGE_WARNING, gst_stream_error_quark(),
+                         Int32(GST_STREAM_ERROR_FAILED.rawValue), text, nil)
     }
     func post(_ failure: EditorFailure) {
         let (domain, code) = failure.kind.gstError
@@ -250,7 +254,8 @@ final class OCDEdit: @unchecked Sendable {
 
     // MARK: events and queries
 
-    func sinkEventPreQueue(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>, _ event: UnsafeMutablePointer<GstEvent>) -> GstFlowReturn {
+    func sinkEventPreQueue(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>,
+                           _ event: UnsafeMutablePointer<GstEvent>) -> GstFlowReturn {
         let type = event.pointee.type
         if aggPad == videoPad && type == GST_EVENT_FLUSH_START {
             cancel.set(true)
@@ -291,8 +296,8 @@ final class OCDEdit: @unchecked Sendable {
                 let layout = VideoLayout(caps: caps, mask: aggPad == maskPad)
                 if aggPad == videoPad {
                     guard let layout else {
-                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with format RGB, RGBA, BGRx or I420",
-                             code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with "
+                                    + "format RGB, RGBA, BGRx or I420", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
@@ -304,8 +309,8 @@ final class OCDEdit: @unchecked Sendable {
                     updateLatency()
                 } else {
                     guard let layout else {
-                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected video/x-raw,format=GRAY8",
-                             code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected "
+                                    + "video/x-raw,format=GRAY8", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
@@ -336,7 +341,8 @@ final class OCDEdit: @unchecked Sendable {
         return result
     }
 
-    func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?, _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
+    func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?,
+                       _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
         guard let current = gst_pad_get_current_caps(pad(videoPad)) else {
             // A stream that ends before any caps (EOS with zero frames): any caps do, no buffer will follow.
             if gst_aggregator_pad_is_eos(videoPad) != 0, let downstream {
@@ -450,13 +456,14 @@ final class OCDEdit: @unchecked Sendable {
             post(EditorFailure(.settings, rejection))
             return GST_FLOW_ERROR
         }
+        let full = Mask.full(width: layout.width, height: layout.height)
         let job = WindowJob(number: state.windows, buffers: state.window.map(\.buffer),
-                            masks: state.window.map { $0.mask ?? Mask.full(width: layout.width, height: layout.height) },
-                            layout: layout, settings: settings.editor)
+                            masks: state.window.map { $0.mask ?? full }, layout: layout, settings: settings.editor)
         state.windows += 1
         state.window = []
         state.inFlight = job
-        log(GST_LEVEL_DEBUG, "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
+        log(GST_LEVEL_DEBUG,
+            "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
         // The element stays alive until the source thread has been woken for this window.
         gst_object_ref(UnsafeMutableRawPointer(element))
         worker.async { [self] in
@@ -486,7 +493,8 @@ final class OCDEdit: @unchecked Sendable {
     /// that `aggregate` may be waiting for.
     private func wakeAggregator() {
         for p in [videoPad, maskPad] where gst_aggregator_pad_has_buffer(p) == 0 {
-            let event = gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM, gst_structure_new_empty(OCDEdit.wakeEventName))
+            let event = gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+                                             gst_structure_new_empty(OCDEdit.wakeEventName))
             if gst_pad_send_event(pad(p), event) != 0 { return }
         }
     }
@@ -504,8 +512,9 @@ final class OCDEdit: @unchecked Sendable {
         } catch {
             job.failure = error
         }
+        let changed = job.outputs.compactMap { $0 }.count
         log(GST_LEVEL_DEBUG, "window \(job.number) finished in \(job.seconds) s: "
-            + (job.failure.map { "\($0.kind): \($0.message)" } ?? "\(job.outputs.compactMap { $0 }.count) frames changed"))
+            + (job.failure.map { "\($0.kind): \($0.message)" } ?? "\(changed) frames changed"))
     }
 
     private func edit(_ job: WindowJob) throws(EditorFailure) {

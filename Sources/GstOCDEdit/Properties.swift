@@ -83,8 +83,8 @@ extension PropertyDefinition {
             store = { g_value_set_boolean($0, $1 == "true" ? 1 : 0) }
         case let .string(optional):
             // An optional string's unset value is NULL (shown by gst-inspect as null), the empty text in the table.
-            makeSpec = { g_param_spec_string(name, nick(name), blurb, optional && defaultText.isEmpty ? nil : defaultText,
-                                             mutablePlaying) }
+            let stringDefault = optional && defaultText.isEmpty ? nil : defaultText
+            makeSpec = { g_param_spec_string(name, nick(name), blurb, stringDefault, mutablePlaying) }
             text = { g_value_get_string($0).map { String(cString: $0) } ?? "" }
             store = { g_value_set_string($0, optional && $1.isEmpty ? nil : $1) }
         case let .choice(names):

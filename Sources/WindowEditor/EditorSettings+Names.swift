@@ -119,8 +119,8 @@ extension EditorSettings {
             s.seed = v
         }, show: { "\($0.seed)" })
         return [
-            optional("model", "Folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline (unet/ vae/ text_encoder/ "
-                     + "tokenizer/ scheduler/); unset = pass-through", \.modelPath),
+            optional("model", "Folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline (unet/ vae/ "
+                     + "text_encoder/ tokenizer/ scheduler/); unset = pass-through", \.modelPath),
             optional("prompt", "Target prompt of the edit; unset = pass-through", \.prompt),
             string("source-prompt", "Prompt describing the input video, used for DDIM inversion", \.sourcePrompt),
             string("negative-prompt", "Unconditional prompt of classifier-free guidance", \.negativePrompt),

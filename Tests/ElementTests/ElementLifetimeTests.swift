@@ -30,7 +30,8 @@ final class ElementLifetimeTests: XCTestCase {
         let dir = try temporaryDirectory()
         let (W, H, count) = (128, 96, 16)
         let p = try LaunchedPipeline("""
-            videotestsrc num-buffers=\(count) ! video/x-raw,format=RGB,width=\(W),height=\(H),framerate=8/1 ! tee name=v \
+            videotestsrc num-buffers=\(count) ! video/x-raw,format=RGB,width=\(W),height=\(H),framerate=8/1 ! \
+            tee name=v \
             v. ! queue ! ocdedit name=e window-size=8 model=\(tinyModel) prompt="a blue ball" steps=2 \
             processing-size=64 ! filesink location=\(dir.path)/edited.rgb \
             v. ! queue ! filesink location=\(dir.path)/input.rgb \
@@ -76,17 +77,20 @@ final class ElementLifetimeTests: XCTestCase {
     /// A model folder that does not exist fails READY→PAUSED with RESOURCE/NOT_FOUND naming the folder; no frame
     /// reaches the sink.
     func testMissingModelFailsTheStateChangeWithNotFound() throws {
-        let p = try LaunchedPipeline("videotestsrc num-buffers=4 ! ocdedit model=/nonexistent/sd prompt=x ! fakesink name=sink")
+        let p = try LaunchedPipeline(
+            "videotestsrc num-buffers=4 ! ocdedit model=/nonexistent/sd prompt=x ! fakesink name=sink")
         XCTAssertEqual(p.setState(GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE)
         let error = p.error(timeout: 5)
         XCTAssertEqual(error?.isResourceError, true)
         XCTAssertEqual(error?.code, Int32(GST_RESOURCE_ERROR_NOT_FOUND.rawValue))
         XCTAssertTrue(error?.message.contains("/nonexistent/sd") == true, "got: \(error?.message ?? "nil")")
-        let sink = gst_bin_get_by_name(UnsafeMutableRawPointer(p.pipeline).assumingMemoryBound(to: GstBin.self), "sink")!
+        let bin = UnsafeMutableRawPointer(p.pipeline).assumingMemoryBound(to: GstBin.self)
+        let sink = gst_bin_get_by_name(bin, "sink")!
         defer { gst_object_unref(sink) }
         var sample = GValue()
         g_value_init(&sample, gst_sample_get_type())
-        g_object_get_property(UnsafeMutableRawPointer(sink).assumingMemoryBound(to: GObject.self), "last-sample", &sample)
+        let object = UnsafeMutableRawPointer(sink).assumingMemoryBound(to: GObject.self)
+        g_object_get_property(object, "last-sample", &sample)
         XCTAssertNil(g_value_get_boxed(&sample), "a frame reached the sink")
         g_value_unset(&sample)
     }
@@ -97,7 +101,8 @@ final class ElementLifetimeTests: XCTestCase {
         let fm = FileManager.default
         let tiny = URL(fileURLWithPath: tinyModel)
         for part in try fm.contentsOfDirectory(atPath: tiny.path) where part != "unet" {
-            try fm.createSymbolicLink(at: dir.appendingPathComponent(part), withDestinationURL: tiny.appendingPathComponent(part))
+            try fm.createSymbolicLink(at: dir.appendingPathComponent(part),
+                                      withDestinationURL: tiny.appendingPathComponent(part))
         }
         let unet = dir.appendingPathComponent("unet")
         try fm.createDirectory(at: unet, withIntermediateDirectories: true)
@@ -117,7 +122,8 @@ final class ElementLifetimeTests: XCTestCase {
     /// GObject's range lets through but the table refuses, and a mode that is not implemented.
     func testBadSettingsFailTheStateChangeWithSettings() throws {
         for (setting, named) in [("processing-size=100", "processing-size"), ("mode=reatco", "reatco")] {
-            let p = try LaunchedPipeline("videotestsrc num-buffers=4 ! ocdedit model=\(tinyModel) prompt=x \(setting) ! fakesink")
+            let p = try LaunchedPipeline(
+                "videotestsrc num-buffers=4 ! ocdedit model=\(tinyModel) prompt=x \(setting) ! fakesink")
             XCTAssertEqual(p.setState(GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE, setting)
             let error = p.error(timeout: 5)
             XCTAssertEqual(error?.isResourceError, true, setting)

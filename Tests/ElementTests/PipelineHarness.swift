@@ -9,7 +9,8 @@ enum GStreamerSetup {
     /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
     /// private registry so a stale system registry cannot hide the element.
     static let ready: Bool = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let candidates = ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
         guard let dir = candidates.first(where: {
             FileManager.default.fileExists(atPath: $0.appendingPathComponent("libgstocdedit.so").path)
@@ -67,7 +68,8 @@ final class Pipeline {
     }
 
     func pushVideo(_ bytes: [UInt8], pts: UInt, duration: UInt = 40_000_000) {
-        XCTAssertEqual(gst_app_src_push_buffer(video, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
+        XCTAssertEqual(gst_app_src_push_buffer(video, Pipeline.buffer(bytes, pts: pts, duration: duration)),
+                       GST_FLOW_OK)
     }
     func pushMask(_ bytes: [UInt8], pts: UInt, duration: UInt) {
         XCTAssertEqual(gst_app_src_push_buffer(mask, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
@@ -100,7 +102,11 @@ final class Pipeline {
         defer { gst_message_unref(msg) }
         var err: UnsafeMutablePointer<GError>?
         var debug: UnsafeMutablePointer<gchar>?
-        if type == GST_MESSAGE_ERROR { gst_message_parse_error(msg, &err, &debug) } else { gst_message_parse_warning(msg, &err, &debug) }
+        if type == GST_MESSAGE_ERROR {
+            gst_message_parse_error(msg, &err, &debug)
+        } else {
+            gst_message_parse_warning(msg, &err, &debug)
+        }
         defer { if let err { g_error_free(err) }; g_free(debug) }
         return err.map { String(cString: $0.pointee.message) }
     }
@@ -204,7 +210,8 @@ final class LaunchedPipeline {
         var debug: UnsafeMutablePointer<gchar>?
         gst_message_parse_error(msg, &err, &debug)
         defer { if let err { g_error_free(err) }; g_free(debug) }
-        return BusError(domain: err!.pointee.domain, code: err!.pointee.code, message: String(cString: err!.pointee.message))
+        let e = err!.pointee
+        return BusError(domain: e.domain, code: e.code, message: String(cString: e.message))
     }
 }
 
