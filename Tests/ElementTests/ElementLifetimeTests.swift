@@ -187,6 +187,22 @@ final class ElementLifetimeTests: XCTestCase {
         XCTAssertEqual(modelLoadStarts(messages), 1, "the model did not load exactly once")
     }
 
+    /// A value refused while PLAYING stops the stream at the next window with RESOURCE/SETTINGS naming it; the window
+    /// before it is edited as usual.
+    func testRefusedValueWhilePlayingIsASettingsError() throws {
+        let p = try videoPipeline()
+        p.play()
+        XCTAssertEqual(window(p, 0).count, 2)
+        p.set("processing-size", int: 100)
+        for i in 2..<4 { p.pushVideo(pattern(), pts: UInt(i) * frameNs) }
+        let messages = p.pendingMessagesWithin(GST_MESSAGE_ERROR, timeout: 60)
+        defer { messages.forEach { gst_message_unref($0) } }
+        let error = messages.first.map(LaunchedPipeline.parseError)
+        XCTAssertEqual(error?.isResourceError, true)
+        XCTAssertEqual(error?.code, Int32(GST_RESOURCE_ERROR_SETTINGS.rawValue))
+        XCTAssertTrue(error?.message.contains("processing-size") == true, "got: \(error?.message ?? "nil")")
+    }
+
     /// Two elements naming one folder (spelled differently) share one load.
     func testTwoElementsShareOneModelLoad() throws {
         let p = try Pipeline("""

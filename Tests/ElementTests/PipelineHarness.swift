@@ -133,6 +133,13 @@ final class Pipeline {
         g_value_unset(&v)
     }
 
+    /// The first message of the types in `type` within `timeout` seconds (others are discarded), as a list of 0 or 1.
+    func pendingMessagesWithin(_ type: GstMessageType, timeout: Double) -> [UnsafeMutablePointer<GstMessage>] {
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        return gst_bus_timed_pop_filtered(bus, GstClockTime(timeout * 1e9), type).map { [$0] } ?? []
+    }
+
     /// Every message of the types in `type` waiting on the bus now; messages of other types are discarded (as by
     /// `busMessage`: pop every type a test looks at in one call).
     func pendingMessages(_ type: GstMessageType) -> [UnsafeMutablePointer<GstMessage>] {
