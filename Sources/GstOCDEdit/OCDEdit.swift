@@ -61,7 +61,7 @@ struct LatencyState {
 }
 
 extension EditorFailure.Kind {
-    /// The GStreamer error domain and code of each failure (README, "Errors").
+    /// The GStreamer error domain and code of each failure (README, "Using the element", Errors).
     var gstError: (domain: GQuark, code: Int32) {
         switch self {
         case .modelNotFound: return (gst_resource_error_quark(), Int32(GST_RESOURCE_ERROR_NOT_FOUND.rawValue))
@@ -483,7 +483,7 @@ final class OCDEdit: @unchecked Sendable {
         return push(job)
     }
 
-    /// Worker thread, after an edit: `aggregate` runs only when every sink pad holds data, so with no input coming
+    /// `waker` queue, after each edit: `aggregate` runs only when every sink pad holds data, so with no input coming
     /// (upstream waiting on this element's output, e.g. a tee whose other branch is full) a finished window would
     /// wait forever. A custom serialized event wakes the source thread, which pushes the window from `sinkEvent`. It
     /// goes to a pad with no queued buffer (events queue behind buffers); when both pads hold one, `aggregate` is

@@ -1,5 +1,5 @@
 // The one error type the window editor's front door (`EditorSession`, `ModelCache`) throws. Front ends map `kind` to
-// their own domains (the element: docs/gstreamer.md, "Errors"); `message` is one line a user can act on.
+// their own domains (the element's: README, "Using the element", Errors); `message` is one line a user can act on.
 import StableDiffusion
 
 public struct EditorFailure: Error, CustomStringConvertible, Equatable {
