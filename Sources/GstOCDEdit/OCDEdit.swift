@@ -486,8 +486,9 @@ final class OCDEdit: @unchecked Sendable {
     /// `waker` queue, after each edit: `aggregate` runs only when every sink pad holds data, so with no input coming
     /// (upstream waiting on this element's output, e.g. a tee whose other branch is full) a finished window would
     /// wait forever. A custom serialized event wakes the source thread, which pushes the window from `sinkEvent`. It
-    /// goes to a pad with no queued buffer (events queue behind buffers); when both pads hold one, `aggregate` is
-    /// about to run and pushes the window itself. A flushing or EOS pad refuses the event: nothing to wake then.
+    /// goes to each pad with no queued buffer (events queue behind buffers; a buffer may land on one pad just before
+    /// the event, and a second wake-up is a no-op); when both pads hold one, `aggregate` is about to run and pushes
+    /// the window itself. A flushing or EOS pad refuses the event.
     /// Sending waits for the pad's stream lock while upstream's chain call waits for room on that pad (until
     /// `aggregate` takes the buffer there), so it runs on `waker`: the worker meanwhile edits the next window, which
     /// that `aggregate` may be waiting for.
@@ -495,7 +496,7 @@ final class OCDEdit: @unchecked Sendable {
         for p in [videoPad, maskPad] where gst_aggregator_pad_has_buffer(p) == 0 {
             let event = gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
                                              gst_structure_new_empty(OCDEdit.wakeEventName))
-            if gst_pad_send_event(pad(p), event) != 0 { return }
+            _ = gst_pad_send_event(pad(p), event)
         }
     }
 
