@@ -9,7 +9,7 @@ public struct EvalConfiguration: Sendable {
     /// The editor settings of every clip; the prompts are set per clip (source-prompt, prompt from clip.json).
     public var settings: EditorSettings
     /// Frames per editor window (the element's window-size; the last window of a clip may be shorter).
-    public var windowSize = 8
+    public var windowSize = WindowSizeSetting.defaultValue
     /// Target prompt := source prompt: a reconstruction check (edit accuracy then expects the source colour).
     public var nullEdit = false
     /// No diffusion: VAE encode + decode each window at the processing size; only psnr (and seconds) are measured.
@@ -54,8 +54,9 @@ public final class EvalRunner {
 
     /// What can be checked before a model loads.
     public static func validate(_ c: EvalConfiguration) throws {
-        guard (1...64).contains(c.windowSize) else {
-            throw EvalError("window-size \(c.windowSize) is out of range 1…64")
+        guard WindowSizeSetting.range.contains(c.windowSize) else {
+            let r = WindowSizeSetting.range
+            throw EvalError("window-size \(c.windowSize) is out of range \(r.lowerBound)…\(r.upperBound)")
         }
         try DiffusionWindowEditor.validate(c.settings)
     }

@@ -1,5 +1,6 @@
 // The ocdedit element: windows of video frames, each with the newest mask at or before it (by running time),
-// edited on a worker thread while the next window fills, pushed downstream with their original timestamps.
+// edited on a worker thread while the next window fills, pushed downstream with their original timestamps as soon as
+// the edit ends. The model is held from READY→PAUSED to PAUSED→READY (shared through WindowEditor's ModelCache).
 import Foundation
 import CGStreamer
 import CGstShim
@@ -13,8 +14,10 @@ final class CancelFlag: @unchecked Sendable {
     func set(_ v: Bool) { lock.withLock { value = v } }
 }
 
-/// One window on its way through the worker.
+/// One window on its way through the worker, with the settings it is edited with.
 final class WindowJob: @unchecked Sendable {
+    /// Counts the windows since start, for the log.
+    let number: Int
     let buffers: [BufferRef]
     let masks: [Mask]
     let layout: VideoLayout
@@ -22,10 +25,12 @@ final class WindowJob: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
     /// Edited buffers (nil = push the input buffer unchanged); filled by the worker.
     var outputs: [UnsafeMutablePointer<GstBuffer>?] = []
-    var error: Error?
+    var failure: EditorFailure?
+    /// The edit alone: a model load before it is not a per-window cost and stays out of the latency.
     var seconds = 0.0
 
-    init(buffers: [BufferRef], masks: [Mask], layout: VideoLayout, settings: EditorSettings) {
+    init(number: Int, buffers: [BufferRef], masks: [Mask], layout: VideoLayout, settings: EditorSettings) {
+        self.number = number
         self.buffers = buffers
         self.masks = masks
         self.layout = layout
@@ -42,13 +47,29 @@ struct State {
     var window: [(buffer: BufferRef, mask: Mask?)] = []
     var lastMask: Mask?
     var inFlight: WindowJob?
-    var frameDuration: GstClockTime = 0
-    var processingEstimate: GstClockTime = 0
-    var reportedLatency: GstClockTime = GstClockTime.max
+    /// Windows dispatched since start.
+    var windows = 0
+    /// What pushing a window from the wake-up event returned, when not OK: `aggregate` returns it next.
+    var pendingFlow: GstFlowReturn?
 }
 
-struct EditorError: Error, CustomStringConvertible {
-    let description: String
+/// What the latency query reports; own lock, since property changes update it from the application's thread.
+struct LatencyState {
+    var frameDuration: GstClockTime = 0
+    var processingEstimate: GstClockTime = 0
+    var reported: GstClockTime = GstClockTime.max
+}
+
+extension EditorFailure.Kind {
+    /// The GStreamer error domain and code of each failure (README, "Using the element", Errors).
+    var gstError: (domain: GQuark, code: Int32) {
+        switch self {
+        case .modelNotFound: return (gst_resource_error_quark(), Int32(GST_RESOURCE_ERROR_NOT_FOUND.rawValue))
+        case .modelUnreadable: return (gst_resource_error_quark(), Int32(GST_RESOURCE_ERROR_READ.rawValue))
+        case .settings: return (gst_resource_error_quark(), Int32(GST_RESOURCE_ERROR_SETTINGS.rawValue))
+        case .edit, .cancelled: return (gst_library_error_quark(), Int32(GST_LIBRARY_ERROR_FAILED.rawValue))
+        }
+    }
 }
 
 final class OCDEdit: @unchecked Sendable {
@@ -59,15 +80,22 @@ final class OCDEdit: @unchecked Sendable {
     private let settingsLock = NSLock()
     private var settings = Settings()
     private var state = State()
-    /// Held by `aggregate` (source thread) and by flush/start/stop, which may come from streaming threads.
+    /// Held by `aggregate` and the wake-up event (source thread) and by flush/start/stop, which may come from
+    /// streaming threads.
     private let stateLock = NSRecursiveLock()
+    private let latencyLock = NSLock()
+    private var latency = LatencyState()
     private let cancel = CancelFlag()
     /// The unlinked mask pad has been sent its fallback EOS (since start or the last flush).
     private let maskFallbackSent = CancelFlag()
     private let worker = DispatchQueue(label: "ocdedit.worker")
-    /// Touched on the worker only.
-    private var editor: (settings: EditorSettings, editor: WindowEditing)?
+    /// Sends the wake-up events (see `wakeAggregator`): sending may wait for a pad's stream lock, never on `worker`.
+    private let waker = DispatchQueue(label: "ocdedit.waker")
+    /// The held model and the editor of the last window's settings.
+    private let session = EditorSession()
     private var rejectedCaps = Set<String>()
+    /// Name of the custom event the worker queues on a sink pad to wake the source thread (see `wakeAggregator`).
+    private static let wakeEventName = "ocdedit-window-edited"
 
     init(aggregator: UnsafeMutablePointer<GstAggregator>, videoPad: UnsafeMutablePointer<GstAggregatorPad>,
          maskPad: UnsafeMutablePointer<GstAggregatorPad>) {
@@ -76,26 +104,57 @@ final class OCDEdit: @unchecked Sendable {
         self.maskPad = maskPad
     }
 
-    private var element: UnsafeMutablePointer<GstElement> { UnsafeMutableRawPointer(aggregator).assumingMemoryBound(to: GstElement.self) }
+    private var element: UnsafeMutablePointer<GstElement> {
+        UnsafeMutableRawPointer(aggregator).assumingMemoryBound(to: GstElement.self)
+    }
     private func pad(_ p: UnsafeMutablePointer<GstAggregatorPad>) -> UnsafeMutablePointer<GstPad> {
         UnsafeMutableRawPointer(p).assumingMemoryBound(to: GstPad.self)
     }
 
-    func post(error text: String, domain: GQuark = gst_stream_error_quark(), code: Int32 = Int32(GST_STREAM_ERROR_FAILED.rawValue)) {
+    func post(error text: String, domain: GQuark = gst_stream_error_quark(),
+              code: Int32 = Int32(GST_STREAM_ERROR_FAILED.rawValue)) {
         ocd_post_message(element, GST_MESSAGE_ERROR, domain, code, text, nil)
     }
     func post(warning text: String) {
-        ocd_post_message(element, GST_MESSAGE_WARNING, gst_stream_error_quark(), Int32(GST_STREAM_ERROR_FAILED.rawValue), text, nil)
+        ocd_post_message(element, GST_MESSAGE_WARNING, gst_stream_error_quark(),
+                         Int32(GST_STREAM_ERROR_FAILED.rawValue), text, nil)
+    }
+    func post(_ failure: EditorFailure) {
+        let (domain, code) = failure.kind.gstError
+        ocd_post_message(element, GST_MESSAGE_ERROR, domain, code, failure.message, nil)
+    }
+    private func postProgress(_ type: GstProgressType, _ text: String) {
+        let object = UnsafeMutableRawPointer(element).assumingMemoryBound(to: GstObject.self)
+        _ = gst_element_post_message(element, gst_message_new_progress(object, type, "model-load", text))
+    }
+    private func log(_ level: GstDebugLevel, _ message: @autoclosure () -> String, function: String = #function,
+                     line: Int = #line) {
+        Log.at(level, UnsafeMutableRawPointer(element), message(), function: function, line: line)
     }
 
     // MARK: properties
 
+    /// A value the table refuses is kept out of the settings and remembered (`Settings.rejected`): the element will
+    /// not start, or stops at the next window, with a RESOURCE/SETTINGS error naming it.
     func setProperty(_ id: Int, _ value: UnsafePointer<GValue>) {
         guard propertyTable.indices.contains(id - 1) else { return }
-        let windowChanged: Bool = settingsLock.withLock {
+        let property = propertyTable[id - 1]
+        let (windowChanged, shown, refusal): (Bool, String, String?) = settingsLock.withLock {
             let before = settings.windowSize
-            propertyTable[id - 1].set(&settings, value)
-            return before != settings.windowSize
+            var refusal: String?
+            do {
+                try property.set(&settings, value)
+                settings.rejected[property.name] = nil
+            } catch {
+                refusal = "\(error)"
+                settings.rejected[property.name] = refusal
+            }
+            return (before != settings.windowSize, property.show(settings), refusal)
+        }
+        if let refusal {
+            log(GST_LEVEL_WARNING, "property \(property.name) refused: \(refusal) (stays \(shown))")
+        } else {
+            log(GST_LEVEL_INFO, "property \(property.name) = \(shown)")
         }
         if windowChanged { updateLatency() }
     }
@@ -110,16 +169,32 @@ final class OCDEdit: @unchecked Sendable {
 
     // MARK: lifecycle
 
+    /// READY→PAUSED: checks the settings and holds the model (loading it unless another element in the process holds
+    /// it already), so a missing model or a bad setting fails this state change before any frame flows.
     func start() -> Bool {
         cancel.set(true)
         stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state = State()
+        latencyLock.withLock { latency = LatencyState() }
         cancel.set(false)
         rejectedCaps = []
+        let s = currentSettings
+        if let rejection = s.rejection {
+            post(EditorFailure(.settings, rejection))
+            return false
+        }
+        do throws(EditorFailure) {
+            try EditorSession.validate(s.editor)
+            try holdModel(s.editor.modelPath)
+        } catch {
+            post(error)
+            return false
+        }
         return true
     }
 
+    /// PAUSED→READY: drops the windows and lets the model go.
     func stop() -> Bool {
         cancel.set(true)
         stateLock.lock(); defer { stateLock.unlock() }
@@ -127,7 +202,28 @@ final class OCDEdit: @unchecked Sendable {
         state = State()
         cancel.set(false)
         maskFallbackSent.set(false)
+        session.release()
         return true
+    }
+
+    /// Holds the model of `folder` (none for nil); a load from disk is bracketed by PROGRESS start and complete (or
+    /// error) messages with code `model-load`, which no cache hit posts.
+    private func holdModel(_ folder: String?) throws(EditorFailure) {
+        var loading = false
+        do {
+            try session.hold(modelFolder: folder, willLoad: {
+                loading = true
+                log(GST_LEVEL_INFO, "loading model folder \(folder ?? "")")
+                postProgress(GST_PROGRESS_TYPE_START, "Loading model folder \(folder ?? "")")
+            })
+        } catch {
+            if loading { postProgress(GST_PROGRESS_TYPE_ERROR, error.message) }
+            throw error
+        }
+        if loading {
+            log(GST_LEVEL_INFO, "model folder \(folder ?? "") loaded")
+            postProgress(GST_PROGRESS_TYPE_COMPLETE, "Loaded model folder \(folder ?? "")")
+        }
     }
 
     /// The aggregator's flush (after a flushing seek): see `dropPendingWork`.
@@ -144,6 +240,7 @@ final class OCDEdit: @unchecked Sendable {
         finishInFlight()
         state.window = []
         state.lastMask = nil
+        state.pendingFlow = nil
         cancel.set(false)
     }
 
@@ -157,7 +254,8 @@ final class OCDEdit: @unchecked Sendable {
 
     // MARK: events and queries
 
-    func sinkEventPreQueue(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>, _ event: UnsafeMutablePointer<GstEvent>) -> GstFlowReturn {
+    func sinkEventPreQueue(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>,
+                           _ event: UnsafeMutablePointer<GstEvent>) -> GstFlowReturn {
         let type = event.pointee.type
         if aggPad == videoPad && type == GST_EVENT_FLUSH_START {
             cancel.set(true)
@@ -180,6 +278,14 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     func sinkEvent(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>, _ event: UnsafeMutablePointer<GstEvent>) -> Bool {
+        if event.pointee.type == GST_EVENT_CUSTOM_DOWNSTREAM, let structure = gst_event_get_structure(event),
+           gst_structure_has_name(structure, OCDEdit.wakeEventName) != 0 {
+            gst_event_unref(event)
+            stateLock.lock(); defer { stateLock.unlock() }
+            let r = pushFinished()
+            if r != GST_FLOW_OK && r != GST_FLOW_FLUSHING { state.pendingFlow = r }
+            return true
+        }
         // The aggregator calls `flush` only for flushing seeks it started; a flush from upstream ends here.
         if aggPad == videoPad && event.pointee.type == GST_EVENT_FLUSH_STOP { dropPendingWork() }
         if event.pointee.type == GST_EVENT_CAPS {
@@ -190,18 +296,21 @@ final class OCDEdit: @unchecked Sendable {
                 let layout = VideoLayout(caps: caps, mask: aggPad == maskPad)
                 if aggPad == videoPad {
                     guard let layout else {
-                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with format RGB, RGBA, BGRx or I420")
+                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with "
+                                    + "format RGB, RGBA, BGRx or I420", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
                     state.videoLayout = layout
                     let fpsN = layout.info.fps_n, fpsD = layout.info.fps_d
-                    state.frameDuration = fpsN > 0 ? gst_util_uint64_scale_int(GstClockTime(1_000_000_000), fpsD, fpsN) : 0
+                    let duration = fpsN > 0 ? gst_util_uint64_scale_int(GstClockTime(1_000_000_000), fpsD, fpsN) : 0
+                    latencyLock.withLock { latency.frameDuration = duration }
                     gst_aggregator_set_src_caps(aggregator, caps)
                     updateLatency()
                 } else {
                     guard let layout else {
-                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected video/x-raw,format=GRAY8")
+                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected "
+                                    + "video/x-raw,format=GRAY8", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
                         gst_event_unref(event)
                         return false
                     }
@@ -232,7 +341,8 @@ final class OCDEdit: @unchecked Sendable {
         return result
     }
 
-    func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?, _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
+    func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?,
+                       _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
         guard let current = gst_pad_get_current_caps(pad(videoPad)) else {
             // A stream that ends before any caps (EOS with zero frames): any caps do, no buffer will follow.
             if gst_aggregator_pad_is_eos(videoPad) != 0, let downstream {
@@ -251,13 +361,17 @@ final class OCDEdit: @unchecked Sendable {
         return String(cString: s)
     }
 
-    /// Latency: a whole window must arrive before its first frame leaves, plus the time an edit takes.
+    /// Latency: a whole window must arrive before its first frame leaves, plus the longest edit seen (edits only: the
+    /// model loads before the stream starts).
     private func updateLatency() {
         let window = GstClockTime(currentSettings.windowSize)
-        let latency = window * state.frameDuration + state.processingEstimate
-        guard latency != state.reportedLatency else { return }
-        state.reportedLatency = latency
-        gst_aggregator_set_latency(aggregator, latency, latency)
+        let changed: GstClockTime? = latencyLock.withLock {
+            let value = window * latency.frameDuration + latency.processingEstimate
+            guard value != latency.reported else { return nil }
+            latency.reported = value
+            return value
+        }
+        if let changed { gst_aggregator_set_latency(aggregator, changed, changed) }
     }
 
     // MARK: aggregation
@@ -272,11 +386,12 @@ final class OCDEdit: @unchecked Sendable {
 
     func aggregate(timeout: Bool) -> GstFlowReturn {
         stateLock.lock(); defer { stateLock.unlock() }
-        if let job = state.inFlight, job.done.wait(timeout: .now()) == .success {
-            state.inFlight = nil
-            let r = push(job)
-            if r != GST_FLOW_OK { return r }
+        if let pending = state.pendingFlow {
+            state.pendingFlow = nil
+            return pending
         }
+        let pushed = pushFinished()
+        if pushed != GST_FLOW_OK { return pushed }
         guard let peeked = gst_aggregator_pad_peek_buffer(videoPad) else {
             if gst_aggregator_pad_is_eos(videoPad) != 0 { return drain() }
             return GST_FLOW_OK // nothing consumed: the aggregator waits for more data
@@ -323,7 +438,8 @@ final class OCDEdit: @unchecked Sendable {
         return GST_FLOW_EOS
     }
 
-    /// Hands the filled window to the worker, after pushing the previous one (one window in flight at most).
+    /// Hands the filled window to the worker, after pushing the previous one (one window in flight at most: the
+    /// inputs wait for one window's edit at most).
     private func dispatchWindow() -> GstFlowReturn {
         if let previous = state.inFlight {
             previous.done.wait()
@@ -335,63 +451,109 @@ final class OCDEdit: @unchecked Sendable {
             post(error: "sink pad: buffers arrived before caps")
             return GST_FLOW_NOT_NEGOTIATED
         }
-        let job = WindowJob(buffers: state.window.map(\.buffer),
-                            masks: state.window.map { $0.mask ?? Mask.full(width: layout.width, height: layout.height) },
-                            layout: layout, settings: currentSettings.editor)
+        let settings = currentSettings
+        if let rejection = settings.rejection {
+            post(EditorFailure(.settings, rejection))
+            return GST_FLOW_ERROR
+        }
+        let full = Mask.full(width: layout.width, height: layout.height)
+        let job = WindowJob(number: state.windows, buffers: state.window.map(\.buffer),
+                            masks: state.window.map { $0.mask ?? full }, layout: layout, settings: settings.editor)
+        state.windows += 1
         state.window = []
         state.inFlight = job
-        worker.async { [self] in run(job) }
+        log(GST_LEVEL_DEBUG,
+            "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
+        // The element stays alive until the source thread has been woken for this window.
+        gst_object_ref(UnsafeMutableRawPointer(element))
+        worker.async { [self] in
+            run(job)
+            waker.async { [self] in
+                wakeAggregator()
+                gst_object_unref(UnsafeMutableRawPointer(element))
+            }
+        }
         return GST_FLOW_OK
     }
 
-    /// Worker thread: convert, edit, convert back.
-    private func run(_ job: WindowJob) {
-        let start = DispatchTime.now()
-        defer {
-            job.seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            job.done.signal()
-        }
-        do {
-            if cancel.isSet { throw EditCancelled() }
-            let editor = try editor(for: job.settings)
-            if editor is PassthroughEditor { job.outputs = job.buffers.map { _ in nil }; return }
-            let frames = try job.buffers.map { b -> Frame in
-                guard let f = job.layout.readFrame(b.buffer) else { throw EditorError(description: "could not map an input frame for reading") }
-                return f
-            }
-            let masks = zip(frames, job.masks).map { $1.scaled(width: $0.width, height: $0.height) }
-            let cancel = self.cancel
-            let edited = try editor.edit(frames: frames, masks: masks, isCancelled: { cancel.isSet })
-            guard edited.count == frames.count else {
-                throw EditorError(description: "editor returned \(edited.count) frames for a window of \(frames.count)")
-            }
-            job.outputs = try zip(edited, zip(frames, job.buffers)).map { out, input in
-                if out == input.0 { return nil }
-                guard out.format == input.0.format, out.width == input.0.width, out.height == input.0.height,
-                      let b = job.layout.writeFrame(out, like: input.1.buffer) else {
-                    throw EditorError(description: "editor returned a frame of another format or size")
-                }
-                return b
-            }
-        } catch {
-            job.error = error
+    /// Source thread: pushes the window in flight if its edit has ended.
+    private func pushFinished() -> GstFlowReturn {
+        guard let job = state.inFlight, job.done.wait(timeout: .now()) == .success else { return GST_FLOW_OK }
+        state.inFlight = nil
+        return push(job)
+    }
+
+    /// `waker` queue, after each edit: `aggregate` runs only when every sink pad holds data, so with no input coming
+    /// (upstream waiting on this element's output, e.g. a tee whose other branch is full) a finished window would
+    /// wait forever. A custom serialized event wakes the source thread, which pushes the window from `sinkEvent`. It
+    /// goes to each pad with no queued buffer (events queue behind buffers; a buffer may land on one pad just before
+    /// the event, and a second wake-up is a no-op); when both pads hold one, `aggregate` is about to run and pushes
+    /// the window itself. A flushing or EOS pad refuses the event.
+    /// Sending waits for the pad's stream lock while upstream's chain call waits for room on that pad (until
+    /// `aggregate` takes the buffer there), so it runs on `waker`: the worker meanwhile edits the next window, which
+    /// that `aggregate` may be waiting for.
+    private func wakeAggregator() {
+        for p in [videoPad, maskPad] where gst_aggregator_pad_has_buffer(p) == 0 {
+            let event = gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM,
+                                             gst_structure_new_empty(OCDEdit.wakeEventName))
+            _ = gst_pad_send_event(pad(p), event)
         }
     }
 
-    private func editor(for settings: EditorSettings) throws -> WindowEditing {
-        if let cached = editor, cached.settings == settings { return cached.editor }
-        let made = try EditorFactory.make(settings: settings)
-        if let warning = made.warning { post(warning: warning) }
-        editor = (settings, made.editor)
-        return made.editor
+    /// Worker thread: hold the window's model (a `model` change while playing loads here, untimed), then convert,
+    /// edit and convert back.
+    private func run(_ job: WindowJob) {
+        defer { job.done.signal() }
+        do throws(EditorFailure) {
+            if cancel.isSet { throw EditorFailure(.cancelled, "cancelled") }
+            try holdModel(job.settings.modelPath)
+            let start = DispatchTime.now()
+            defer { job.seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
+            try edit(job)
+        } catch {
+            job.failure = error
+        }
+        let changed = job.outputs.compactMap { $0 }.count
+        log(GST_LEVEL_DEBUG, "window \(job.number) finished in \(job.seconds) s: "
+            + (job.failure.map { "\($0.kind): \($0.message)" } ?? "\(changed) frames changed"))
+    }
+
+    private func edit(_ job: WindowJob) throws(EditorFailure) {
+        var frames: [Frame] = []
+        for b in job.buffers {
+            guard let f = job.layout.readFrame(b.buffer) else {
+                throw EditorFailure(.edit, "could not map an input frame for reading")
+            }
+            frames.append(f)
+        }
+        let masks = zip(frames, job.masks).map { $1.scaled(width: $0.width, height: $0.height) }
+        let cancel = self.cancel
+        let outcome = try session.edit(frames: frames, masks: masks, settings: job.settings,
+                                       isCancelled: { cancel.isSet })
+        if let warning = outcome.warning { post(warning: warning) }
+        guard let edited = outcome.frames else {
+            job.outputs = job.buffers.map { _ in nil }
+            return
+        }
+        guard edited.count == frames.count else {
+            throw EditorFailure(.edit, "editor returned \(edited.count) frames for a window of \(frames.count)")
+        }
+        for (i, out) in edited.enumerated() {
+            let input = frames[i]
+            if out == input { job.outputs.append(nil); continue }
+            guard out.format == input.format, out.width == input.width, out.height == input.height,
+                  let b = job.layout.writeFrame(out, like: job.buffers[i].buffer) else {
+                throw EditorFailure(.edit, "editor returned a frame of another format or size")
+            }
+            job.outputs.append(b)
+        }
     }
 
     /// Source thread: push a finished window downstream (or report its error).
     private func push(_ job: WindowJob) -> GstFlowReturn {
-        if let error = job.error {
-            if error is EditCancelled { return GST_FLOW_FLUSHING }
-            post(error: "editing a window failed: \(error)", domain: gst_library_error_quark(),
-                 code: Int32(GST_LIBRARY_ERROR_FAILED.rawValue))
+        if let failure = job.failure {
+            if failure.kind == .cancelled { return GST_FLOW_FLUSHING }
+            post(failure.kind == .edit ? EditorFailure(.edit, "editing a window failed: \(failure.message)") : failure)
             return GST_FLOW_ERROR
         }
         for i in job.buffers.indices {
@@ -405,11 +567,14 @@ final class OCDEdit: @unchecked Sendable {
             let r = gst_aggregator_finish_buffer(aggregator, out)
             if r != GST_FLOW_OK { return r }
         }
+        log(GST_LEVEL_DEBUG, "window \(job.number) pushed")
         let estimate = GstClockTime(job.seconds * 1e9)
-        if estimate > state.processingEstimate {
-            state.processingEstimate = estimate
-            updateLatency()
+        let longer = latencyLock.withLock {
+            guard estimate > latency.processingEstimate else { return false }
+            latency.processingEstimate = estimate
+            return true
         }
+        if longer { updateLatency() }
         return GST_FLOW_OK
     }
 }

@@ -24,8 +24,10 @@ enum OCDEditType {
     }
     static func impl(_ agg: UnsafeMutablePointer<GstAggregator>?) -> OCDEdit { impl(UnsafeMutableRawPointer(agg!)) }
 
-    static let sinkCaps = "video/x-raw, format=(string){ RGB, RGBA, BGRx, I420 }, width=(int)[ 1, 16384 ], height=(int)[ 1, 16384 ], framerate=(fraction)[ 0/1, 2147483647/1 ]"
-    static let maskCaps = "video/x-raw, format=(string)GRAY8, width=(int)[ 1, 16384 ], height=(int)[ 1, 16384 ], framerate=(fraction)[ 0/1, 2147483647/1 ]"
+    private static let anySize = "width=(int)[ 1, 16384 ], height=(int)[ 1, 16384 ], "
+        + "framerate=(fraction)[ 0/1, 2147483647/1 ]"
+    static let sinkCaps = "video/x-raw, format=(string){ RGB, RGBA, BGRx, I420 }, " + anySize
+    static let maskCaps = "video/x-raw, format=(string)GRAY8, " + anySize
 
     private static func addTemplate(_ elementClass: UnsafeMutablePointer<GstElementClass>, _ name: String,
                                     _ direction: GstPadDirection, _ caps: String) {
@@ -49,7 +51,8 @@ enum OCDEditType {
             OCDEditType.impl(UnsafeMutableRawPointer(obj!)).getProperty(Int(id), value!)
         }
         objectClass.pointee.finalize = { obj in
-            let slot = (UnsafeMutableRawPointer(obj!) + OCDEditType.implOffset).assumingMemoryBound(to: UnsafeMutableRawPointer.self)
+            let slot = (UnsafeMutableRawPointer(obj!) + OCDEditType.implOffset)
+                .assumingMemoryBound(to: UnsafeMutableRawPointer.self)
             Unmanaged<OCDEdit>.fromOpaque(slot.pointee).release()
             OCDEditType.parentObjectClass.pointee.finalize(obj)
         }
@@ -61,7 +64,8 @@ enum OCDEditType {
             elementClass,
             staticCString("Object-centric diffusion video editor"),
             staticCString("Filter/Effect/Video"),
-            staticCString("Edits windows of video frames with Stable Diffusion 1.x, guided by a foreground mask on the 'mask' pad (object-centric sampling and token merging)"),
+            staticCString("Edits windows of video frames with Stable Diffusion 1.x, guided by a foreground mask on the "
+                          + "'mask' pad (object-centric sampling and token merging)"),
             staticCString("ocdedit developers"))
         addTemplate(elementClass, "sink", GST_PAD_SINK, sinkCaps)
         addTemplate(elementClass, "mask", GST_PAD_SINK, maskCaps)
@@ -72,7 +76,9 @@ enum OCDEditType {
         aggClass.pointee.stop = { agg in OCDEditType.impl(agg).stop() ? 1 : 0 }
         aggClass.pointee.flush = { agg in OCDEditType.impl(agg).flush() }
         aggClass.pointee.sink_event = { agg, pad, event in OCDEditType.impl(agg).sinkEvent(pad!, event!) ? 1 : 0 }
-        aggClass.pointee.sink_event_pre_queue = { agg, pad, event in OCDEditType.impl(agg).sinkEventPreQueue(pad!, event!) }
+        aggClass.pointee.sink_event_pre_queue = { agg, pad, event in
+            OCDEditType.impl(agg).sinkEventPreQueue(pad!, event!)
+        }
         aggClass.pointee.sink_query = { agg, pad, query in OCDEditType.impl(agg).sinkQuery(pad!, query!) ? 1 : 0 }
         aggClass.pointee.update_src_caps = { agg, caps, ret in OCDEditType.impl(agg).updateSrcCaps(caps, ret!) }
     }
@@ -80,7 +86,8 @@ enum OCDEditType {
     private static func instanceInit(_ instance: UnsafeMutablePointer<GTypeInstance>) {
         let raw = UnsafeMutableRawPointer(instance)
         let element = raw.assumingMemoryBound(to: GstElement.self)
-        let elementClass = UnsafeMutableRawPointer(instance.pointee.g_class!).assumingMemoryBound(to: GstElementClass.self)
+        let elementClass = UnsafeMutableRawPointer(instance.pointee.g_class!)
+            .assumingMemoryBound(to: GstElementClass.self)
         let sink = gst_pad_new_from_template(gst_element_class_get_pad_template(elementClass, "sink"), "sink")!
         let mask = gst_pad_new_from_template(gst_element_class_get_pad_template(elementClass, "mask"), "mask")!
         gst_element_add_pad(element, sink)
@@ -89,6 +96,7 @@ enum OCDEditType {
         let impl = OCDEdit(aggregator: agg,
                            videoPad: UnsafeMutableRawPointer(sink).assumingMemoryBound(to: GstAggregatorPad.self),
                            maskPad: UnsafeMutableRawPointer(mask).assumingMemoryBound(to: GstAggregatorPad.self))
-        (raw + implOffset).assumingMemoryBound(to: UnsafeMutableRawPointer.self).pointee = Unmanaged.passRetained(impl).toOpaque()
+        (raw + implOffset).assumingMemoryBound(to: UnsafeMutableRawPointer.self).pointee =
+            Unmanaged.passRetained(impl).toOpaque()
     }
 }

@@ -7,7 +7,8 @@ import CGstShim
 func staticCString(_ s: String) -> UnsafePointer<gchar> { UnsafePointer(strdup(s)!) }
 
 private let pluginInit: GstPluginInitFunc = { plugin in
-    gst_element_register(plugin, "ocdedit", UInt32(GST_RANK_NONE.rawValue), OCDEditType.type)
+    _ = Log.category // registered with the plugin, so `gst-launch-1.0 --gst-debug-help` lists it
+    return gst_element_register(plugin, "ocdedit", UInt32(GST_RANK_NONE.rawValue), OCDEditType.type)
 }
 
 nonisolated(unsafe) private let pluginDesc: UnsafeMutablePointer<GstPluginDesc> = {

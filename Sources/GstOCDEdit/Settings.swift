@@ -2,11 +2,14 @@
 import WindowEditor
 
 struct Settings: Equatable {
-    /// `window-size`: frames per edited window, 1…64. Default 8.
-    var windowSize: Int = 8
+    /// `window-size`: frames per edited window (range and default: `WindowSizeSetting`).
+    var windowSize = WindowSizeSetting.defaultValue
+    /// Everything else, handed to the editor with each window.
     var editor = EditorSettings()
-}
+    /// Values the property table refused (property name → why), while no later valid value replaced them. The element
+    /// does not start with one (RESOURCE/SETTINGS error) and stops at the next window if one comes in while playing.
+    var rejected: [String: String] = [:]
 
-extension Settings {
-    static let windowSizeRange = 1...64
+    /// The table's message (it names the property) of the first refused value, or nil.
+    var rejection: String? { rejected.sorted { $0.key < $1.key }.first?.value }
 }

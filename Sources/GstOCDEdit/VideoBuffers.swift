@@ -60,7 +60,8 @@ struct VideoLayout: @unchecked Sendable {
             var plane = [UInt8](repeating: 0, count: shape.rowBytes * shape.rows)
             plane.withUnsafeMutableBytes { dst in
                 for row in 0..<shape.rows {
-                    (dst.baseAddress! + row * shape.rowBytes).copyMemory(from: src + row * stride, byteCount: shape.rowBytes)
+                    (dst.baseAddress! + row * shape.rowBytes).copyMemory(from: src + row * stride,
+                                                                         byteCount: shape.rowBytes)
                 }
             }
             return plane
@@ -69,7 +70,8 @@ struct VideoLayout: @unchecked Sendable {
     }
 
     /// A deep copy of `original` (timestamps, duration, flags and metas kept) carrying `frame`'s pixels.
-    func writeFrame(_ frame: Frame, like original: UnsafeMutablePointer<GstBuffer>) -> UnsafeMutablePointer<GstBuffer>? {
+    func writeFrame(_ frame: Frame,
+                    like original: UnsafeMutablePointer<GstBuffer>) -> UnsafeMutablePointer<GstBuffer>? {
         guard let out = ocd_buffer_copy_deep(original) else { return nil }
         var vf = GstVideoFrame()
         var info = self.info
@@ -79,7 +81,8 @@ struct VideoLayout: @unchecked Sendable {
             let stride = Int(ocd_video_frame_plane_stride(&vf, guint(i)))
             frame.planes[i].withUnsafeBytes { src in
                 for row in 0..<shape.rows {
-                    UnsafeMutableRawPointer(dst + row * stride).copyMemory(from: src.baseAddress! + row * shape.rowBytes, byteCount: shape.rowBytes)
+                    UnsafeMutableRawPointer(dst + row * stride)
+                        .copyMemory(from: src.baseAddress! + row * shape.rowBytes, byteCount: shape.rowBytes)
                 }
             }
         }

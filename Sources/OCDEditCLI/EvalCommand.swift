@@ -12,6 +12,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
+/// window-size's range in help texts (`WindowSizeSetting` holds it for every front end).
+let windowSizeRange = "\(WindowSizeSetting.range.lowerBound)…\(WindowSizeSetting.range.upperBound)"
+
 /// `ocdedit eval`: the window editor over evaluation clips (world.py's format), a table per clip and, as the last
 /// line, one JSON object with the pooled metrics (EvalTally documents each).
 struct EvalCommand: ParsableCommand {
@@ -53,7 +56,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Folder of clip folders, or one clip folder (with clip.json).") var clips: String
     @Option(help: "Editing method: ocd, baseline, blended, tokenflow (reatco: the editor refuses it).")
     var mode = EditorSettings().mode.rawValue
-    @Option(help: "Frames per editor window (the element's window-size, 1…64).") var windowSize = 8
+    @Option(help: "Frames per editor window (the element's window-size, \(windowSizeRange)).")
+    var windowSize = WindowSizeSetting.defaultValue
     @Option(help: "Evaluate only the first N clips.") var limit: Int?
     @Flag(help: "Target prompt := source prompt (a reconstruction check; see psnr).") var nullEdit = false
     @Flag(help: "No diffusion: VAE encode + decode each frame at the processing size; only psnr is measured.")

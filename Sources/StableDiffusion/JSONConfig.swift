@@ -6,7 +6,9 @@ public struct JSONConfig: @unchecked Sendable {
     public let source: String
 
     public init(url: URL) throws {
-        guard let data = FileManager.default.contents(atPath: url.path) else { throw ModelError("\(url.path): file not found") }
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ModelError("\(url.path): file not found", kind: .notFound)
+        }
         guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
             throw ModelError("\(url.path): not a JSON object")
         }

@@ -32,7 +32,11 @@ public final class SafetensorsFile {
         self.url = url
         let name = url.lastPathComponent
         let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw ModelError("\(url.path): cannot open (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else {
+            let code = errno
+            throw ModelError("\(url.path): cannot open (\(String(cString: strerror(code))))",
+                             kind: code == ENOENT ? .notFound : .invalid)
+        }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ModelError("\(url.path): cannot stat") }

@@ -14,15 +14,16 @@ public final class StableDiffusionPipeline {
         self.folder = folder
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDir), isDir.boolValue else {
-            throw ModelError("model folder \(folder.path) not found")
+            throw ModelError("model folder \(folder.path) not found", kind: .notFound)
         }
         func component<T>(_ name: String, _ load: (URL) throws -> T) throws -> T {
             let url = folder.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: url.path) else {
-                throw ModelError("\(folder.path): no \(name)/ folder (expected a diffusers pipeline: unet/ vae/ text_encoder/ tokenizer/ scheduler/)")
+                throw ModelError("\(folder.path): no \(name)/ folder (expected a diffusers pipeline: unet/ vae/ "
+                                 + "text_encoder/ tokenizer/ scheduler/)", kind: .notFound)
             }
             do { return try load(url) } catch let e as ModelError {
-                throw ModelError("\(folder.lastPathComponent)/\(e.message)")
+                throw ModelError("\(folder.lastPathComponent)/\(e.message)", kind: e.kind)
             }
         }
         tokenizer = try component("tokenizer", CLIPTokenizer.init(folder:))

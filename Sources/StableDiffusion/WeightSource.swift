@@ -29,14 +29,15 @@ public final class CheckpointWeights: WeightSource {
         self.folder = folder
         let fm = FileManager.default
         guard let listing = try? fm.contentsOfDirectory(atPath: folder.path) else {
-            throw ModelError("\(folder.path): folder not found")
+            throw ModelError("\(folder.path): folder not found", kind: .notFound)
         }
         let all = listing.filter { $0.hasSuffix(".safetensors") }.sorted()
         let preferred = ["diffusion_pytorch_model.safetensors", "model.safetensors"].filter(all.contains)
         let fp16 = all.filter { $0.contains(".fp16.") }
         let chosen = !preferred.isEmpty ? [preferred[0]] : (!fp16.isEmpty && fp16.count == all.count ? fp16 : all.filter { !$0.contains(".fp16.") })
         guard !chosen.isEmpty else {
-            throw ModelError("\(folder.path): no .safetensors weights (expected diffusion_pytorch_model.safetensors or model.safetensors)")
+            throw ModelError("\(folder.path): no .safetensors weights (expected diffusion_pytorch_model.safetensors or "
+                             + "model.safetensors)", kind: .notFound)
         }
         files = try chosen.map { try SafetensorsFile(url: folder.appendingPathComponent($0)) }
     }

@@ -1,6 +1,7 @@
-// Every editor setting under the element's property name, with the values it takes: one table that text front ends
-// (the `ocdedit eval` command line, and later the element's property strings) parse through, so names, ranges and
-// error messages are the same everywhere.
+// Every editor setting under the element's property name, with its blurb, the values it takes and (through
+// `EditorSettings()`) its default: the one table the element registers its GObject properties from and text front
+// ends (the `ocdedit eval` command line) parse through, so names, ranges, defaults and error messages are the same
+// everywhere. The README's property table is checked against the element's properties by a test.
 import Foundation
 
 /// One setting of `EditorSettings`: its property name, a one-line blurb, the values it accepts, and how to set it
@@ -118,8 +119,8 @@ extension EditorSettings {
             s.seed = v
         }, show: { "\($0.seed)" })
         return [
-            optional("model", "Folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline; unset = pass-through",
-                     \.modelPath),
+            optional("model", "Folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline (unet/ vae/ "
+                     + "text_encoder/ tokenizer/ scheduler/); unset = pass-through", \.modelPath),
             optional("prompt", "Target prompt of the edit; unset = pass-through", \.prompt),
             string("source-prompt", "Prompt describing the input video, used for DDIM inversion", \.sourcePrompt),
             string("negative-prompt", "Unconditional prompt of classifier-free guidance", \.negativePrompt),
@@ -128,31 +129,34 @@ extension EditorSettings {
             double("strength", "Share of the schedule that is inverted and re-denoised", 0...1, \.strength),
             seed,
             int("mask-threshold", "Mask value at or above which a pixel is foreground", 0...255, \.maskThreshold),
-            bool("preview-mask", "Tint the masked area instead of editing", \.previewMask),
-            int("processing-size", "Short side of the processing resolution in pixels (aspect kept)", 64...2048,
-                multipleOf: 64, \.processingSize),
-            choice("mode", "Editing method (reatco is not implemented yet)", \.mode),
+            bool("preview-mask", "Tint the masked area instead of editing (checks mask alignment at full speed)",
+                 \.previewMask),
+            int("processing-size", "Short side of the processing resolution in pixels (multiple of 64; aspect kept)",
+                64...2048, multipleOf: 64, \.processingSize),
+            choice("mode", "Editing method: ocd, baseline (OCD off), blended (automatic mask from cross-attention), "
+                   + "tokenflow (keyframes + propagation); reatco is not implemented yet", \.mode),
             bool("ocd-sampling", "Object-centric sampling: denoise only the foreground crop before the blend step",
                  \.ocdSampling),
-            double("blend-step", "Fraction of the edit run on the foreground crop before the joint denoising", 0...1,
-                   \.blendStep),
-            int("background-steps", "Full-frame UNet steps on the background's inverted trajectory (0 = one per step)",
-                0...1000, \.backgroundSteps),
-            int("inversion-iterations", "Fixed-point iterations per DDIM inversion step (1 = plain DDIM inversion)",
-                1...20, \.inversionIterations),
-            double("blend-threshold", "mode=blended: share of the edited words' attention peak that is edited", 0...1,
-                   \.blendThreshold),
-            int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (1 = every frame)", 1...64,
-                \.keyframeInterval),
-            bool("preserve-background", "Replace the latent outside the dilated mask by the inverted trajectory",
-                 \.preserveBackground),
+            double("blend-step", "Fraction of the edit run on the foreground crop before the whole frame is denoised "
+                   + "jointly", 0...1, \.blendStep),
+            int("background-steps", "Full-frame UNet steps spent on the background's inverted trajectory up to the "
+                + "blend step (0 = one per step)", 0...1000, \.backgroundSteps),
+            int("inversion-iterations", "Fixed-point iterations per DDIM inversion step (1 = plain DDIM inversion; "
+                + "more = closer reconstruction)", 1...20, \.inversionIterations),
+            double("blend-threshold", "mode=blended: share of the peak of the edited words' cross-attention at or "
+                   + "above which a cell is edited", 0...1, \.blendThreshold),
+            int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (random offset per step); "
+                + "1 = every frame", 1...64, \.keyframeInterval),
+            bool("preserve-background", "Replace the latent outside the dilated mask by the inverted trajectory at "
+                 + "every step", \.preserveBackground),
             int("context-margin", "Margin in latent cells around the mask's box of the foreground crop", 0...64,
                 \.contextMargin),
             double("tome-ratio", "Share of self-attention key/value tokens merged", 0...0.9, \.tomeRatio),
             double("tome-foreground-weight", "How strongly saliency protects foreground tokens from merging", 0...1,
                    \.tomeForegroundWeight),
             int("tome-frames", "Frames in one spatiotemporal merging volume", 1...64, \.tomeFrames),
-            choice("cross-frame", "Frames whose keys/values self-attention sees", \.crossFrame),
+            choice("cross-frame", "Frames whose keys/values self-attention sees: none, first-previous, "
+                   + "first-previous-middle, all", \.crossFrame),
             int("feather", "Width in pixels of the soft edge of the composite mask", 0...256, \.feather),
         ]
     }()
@@ -168,4 +172,13 @@ extension EditorSettings {
         }
         try f.set(&self, from: text)
     }
+}
+
+/// The element's `window-size` (frames edited together). Not an `EditorSettings` field (an editor edits whatever
+/// window it is given) but described here with the rest, for every front end that cuts a stream into windows.
+public enum WindowSizeSetting {
+    public static let name = "window-size"
+    public static let blurb = "Frames buffered and edited together (latency grows with it)"
+    public static let range = 1...64
+    public static let defaultValue = 8
 }

@@ -1,5 +1,5 @@
-// Everything a window edit depends on. The element exposes each field as a GObject property
-// (name in the comment, range and default here are the contract shown by gst-inspect-1.0).
+// Everything a window edit depends on. The element exposes each field as a GObject property (name in the comment);
+// `EditorSettings.fields` holds the names, ranges and blurbs gst-inspect-1.0 shows.
 
 public enum EditMode: String, Sendable, CaseIterable {
     /// Object-centric diffusion: object-centric sampling and saliency-weighted token merging.
@@ -26,62 +26,64 @@ public enum CrossFrameAttention: String, Sendable, CaseIterable {
 }
 
 public struct EditorSettings: Sendable, Equatable {
-    /// `model`: folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline. Default: none (pass-through).
+    // Each field under its property name; its range, blurb and text form are in `EditorSettings.fields`
+    // (EditorSettings+Names.swift), its default is the initial value here: nowhere else.
+    /// `model`: folder of a diffusers-layout Stable Diffusion 1.x/2.x pipeline; nil = pass-through.
     public var modelPath: String? = nil
-    /// `prompt`: target prompt. Default: none (pass-through).
+    /// `prompt`: target prompt; nil = pass-through.
     public var prompt: String? = nil
-    /// `source-prompt`: prompt describing the input, used for DDIM inversion. Default "".
+    /// `source-prompt`: prompt describing the input, used for DDIM inversion.
     public var sourcePrompt: String = ""
-    /// `negative-prompt`: unconditional prompt for classifier-free guidance. Default "".
+    /// `negative-prompt`: unconditional prompt for classifier-free guidance.
     public var negativePrompt: String = ""
-    /// `steps`: DDIM steps of the full schedule, 1…1000. Default 20.
+    /// `steps`: DDIM steps of the full schedule.
     public var steps: Int = 20
-    /// `guidance-scale`: classifier-free guidance scale, 1.0…30.0 (1 = no guidance). Default 7.5.
+    /// `guidance-scale`: classifier-free guidance scale (1 = no guidance).
     public var guidanceScale: Double = 7.5
-    /// `strength`: share of the schedule that is inverted and re-denoised, 0.0…1.0. Default 0.8.
+    /// `strength`: share of the schedule that is inverted and re-denoised.
     public var strength: Double = 0.8
-    /// `seed`: seed of every random choice (token-merge destinations), 0…2^32-1. Default 0.
+    /// `seed`: seed of every random choice (token-merge destinations, keyframe offsets).
     public var seed: UInt64 = 0
-    /// `mask-threshold`: mask value (0…255) at or above which a pixel is foreground. Default 128.
+    /// `mask-threshold`: mask value at or above which a pixel is foreground.
     public var maskThreshold: Int = 128
-    /// `preview-mask`: tint the masked area instead of editing. Default false.
+    /// `preview-mask`: tint the masked area instead of editing.
     public var previewMask: Bool = false
-    /// `processing-size`: short side of the processing resolution in pixels, multiple of 64, 64…2048. Default 512.
+    /// `processing-size`: short side of the processing resolution in pixels, a multiple of 64.
     public var processingSize: Int = 512
-    /// `mode`: ocd, baseline, blended, reatco, tokenflow. Default ocd.
+    /// `mode`: the editing method.
     public var mode: EditMode = .ocd
-    /// `ocd-sampling`: object-centric sampling on/off (mode=ocd). Default true.
+    /// `ocd-sampling`: object-centric sampling on/off (mode=ocd).
     public var ocdSampling: Bool = true
-    /// `blend-step`: fraction of the edit run on the foreground crop before the whole frame is denoised jointly, 0.0…1.0. Default 0.8.
+    /// `blend-step`: fraction of the edit run on the foreground crop before the whole frame is denoised jointly.
     public var blendStep: Double = 0.8
     /// `background-steps`: full-frame UNet evaluations spent on the background's inverted trajectory up to the blend
     /// level (the steps between reuse the last prediction: φ = joint steps / background-steps); 0 = one per step
-    /// (exact DDIM inversion). Only used when object-centric sampling crops the foreground. 0…1000. Default 0.
+    /// (exact DDIM inversion). Only used when object-centric sampling crops the foreground.
     public var backgroundSteps: Int = 0
     /// `inversion-iterations`: fixed-point iterations per DDIM inversion step: the step is repeated with the
-    /// prediction taken at its own result, so denoising retraces it more closely. 1 = plain DDIM inversion. 1…20. Default 1.
+    /// prediction taken at its own result, so denoising retraces it more closely. 1 = plain DDIM inversion.
     public var inversionIterations: Int = 1
     /// `blend-threshold` (mode=blended): share of the peak of the edited words' cross-attention (per frame, after a
-    /// 3×3 max-pool) at or above which a cell is in the automatic mask, 0.0…1.0. Default 0.3 (FateZero's).
+    /// 3×3 max-pool) at or above which a cell is in the automatic mask; the default is FateZero's.
     public var blendThreshold: Double = 0.3
     /// `keyframe-interval` (mode=tokenflow): one keyframe every this many frames, at a random offset drawn per step
-    /// from `seed`; 1 = every frame is a keyframe (extended attention over the window, nothing propagated). 1…64. Default 4.
+    /// from `seed`; 1 = every frame is a keyframe (extended attention over the window, nothing propagated).
     public var keyframeInterval: Int = 4
-    /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step. Default true.
+    /// `preserve-background`: replace the latent outside the dilated mask by the inverted trajectory at every step.
     public var preserveBackground: Bool = true
-    /// `context-margin`: extra latent cells around the mask's box for the foreground crop, 0…64. Default 0: the edit
+    /// `context-margin`: extra latent cells around the mask's box for the foreground crop. None by default: the edit
     /// region is already dilated by 1 + the feather, which is the crop's context (the crop takes any size: the UNet
     /// resizes odd sizes back as diffusers does).
     public var contextMargin: Int = 0
-    /// `tome-ratio`: share of key/value tokens merged in self-attention, 0.0…0.9. Default 0.5.
+    /// `tome-ratio`: share of key/value tokens merged in self-attention.
     public var tomeRatio: Double = 0.5
-    /// `tome-foreground-weight`: how strongly saliency protects foreground tokens from merging, 0.0…1.0. Default 1.0.
+    /// `tome-foreground-weight`: how strongly saliency protects foreground tokens from merging.
     public var tomeForegroundWeight: Double = 1.0
-    /// `tome-frames`: frames in one spatiotemporal merging volume, 1…64. Default 2.
+    /// `tome-frames`: frames in one spatiotemporal merging volume.
     public var tomeFrames: Int = 2
-    /// `cross-frame`: which frames' keys/values self-attention sees. Default first-previous.
+    /// `cross-frame`: which frames' keys/values self-attention sees.
     public var crossFrame: CrossFrameAttention = .firstPrevious
-    /// `feather`: width in pixels of the soft edge of the composite mask, 0…256. Default 8.
+    /// `feather`: width in pixels of the soft edge of the composite mask.
     public var feather: Int = 8
 
     public init() {}

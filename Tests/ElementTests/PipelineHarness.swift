@@ -9,7 +9,8 @@ enum GStreamerSetup {
     /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
     /// private registry so a stale system registry cannot hide the element.
     static let ready: Bool = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let candidates = ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
         guard let dir = candidates.first(where: {
             FileManager.default.fileExists(atPath: $0.appendingPathComponent("libgstocdedit.so").path)
@@ -67,7 +68,8 @@ final class Pipeline {
     }
 
     func pushVideo(_ bytes: [UInt8], pts: UInt, duration: UInt = 40_000_000) {
-        XCTAssertEqual(gst_app_src_push_buffer(video, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
+        XCTAssertEqual(gst_app_src_push_buffer(video, Pipeline.buffer(bytes, pts: pts, duration: duration)),
+                       GST_FLOW_OK)
     }
     func pushMask(_ bytes: [UInt8], pts: UInt, duration: UInt) {
         XCTAssertEqual(gst_app_src_push_buffer(mask, Pipeline.buffer(bytes, pts: pts, duration: duration)), GST_FLOW_OK)
@@ -100,7 +102,11 @@ final class Pipeline {
         defer { gst_message_unref(msg) }
         var err: UnsafeMutablePointer<GError>?
         var debug: UnsafeMutablePointer<gchar>?
-        if type == GST_MESSAGE_ERROR { gst_message_parse_error(msg, &err, &debug) } else { gst_message_parse_warning(msg, &err, &debug) }
+        if type == GST_MESSAGE_ERROR {
+            gst_message_parse_error(msg, &err, &debug)
+        } else {
+            gst_message_parse_warning(msg, &err, &debug)
+        }
         defer { if let err { g_error_free(err) }; g_free(debug) }
         return err.map { String(cString: $0.pointee.message) }
     }
@@ -112,6 +118,37 @@ final class Pipeline {
         g_object_set_property(UnsafeMutableRawPointer(element).assumingMemoryBound(to: GObject.self), property, &v)
         g_value_unset(&v)
     }
+    func set(_ property: String, uint64 value: UInt64) {
+        var v = GValue()
+        g_value_init(&v, GType(11 << 2)) // G_TYPE_UINT64
+        g_value_set_uint64(&v, guint64(value))
+        g_object_set_property(UnsafeMutableRawPointer(element).assumingMemoryBound(to: GObject.self), property, &v)
+        g_value_unset(&v)
+    }
+    func set(_ property: String, string value: String) {
+        var v = GValue()
+        g_value_init(&v, GType(16 << 2)) // G_TYPE_STRING
+        g_value_set_string(&v, value)
+        g_object_set_property(UnsafeMutableRawPointer(element).assumingMemoryBound(to: GObject.self), property, &v)
+        g_value_unset(&v)
+    }
+
+    /// The first message of the types in `type` within `timeout` seconds (others are discarded), as a list of 0 or 1.
+    func pendingMessagesWithin(_ type: GstMessageType, timeout: Double) -> [UnsafeMutablePointer<GstMessage>] {
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        return gst_bus_timed_pop_filtered(bus, GstClockTime(timeout * 1e9), type).map { [$0] } ?? []
+    }
+
+    /// Every message of the types in `type` waiting on the bus now; messages of other types are discarded (as by
+    /// `busMessage`: pop every type a test looks at in one call).
+    func pendingMessages(_ type: GstMessageType) -> [UnsafeMutablePointer<GstMessage>] {
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        var messages: [UnsafeMutablePointer<GstMessage>] = []
+        while let m = gst_bus_pop_filtered(bus, type) { messages.append(m) }
+        return messages
+    }
 
 }
 
@@ -120,3 +157,82 @@ func rgbCaps(_ w: Int, _ h: Int, format: String = "RGB", fps: String = "25/1") -
 }
 
 let frameNs: UInt = 40_000_000
+
+/// An error message as GStreamer posts it: domain, code and text.
+struct BusError {
+    var domain: GQuark
+    var code: Int32
+    var message: String
+
+    var isResourceError: Bool { domain == gst_resource_error_quark() }
+}
+
+/// A pipeline of ordinary elements (no appsrc/appsink), run from PLAYING to EOS or the first error.
+final class LaunchedPipeline {
+    let pipeline: UnsafeMutablePointer<GstElement>
+
+    init(_ description: String) throws {
+        try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
+        var error: UnsafeMutablePointer<GError>?
+        guard let p = gst_parse_launch(description, &error) else {
+            let message = error.map { String(cString: $0.pointee.message) } ?? "?"
+            throw NSError(domain: "pipeline", code: 1, userInfo: [NSLocalizedDescriptionKey: message])
+        }
+        pipeline = p
+    }
+
+    deinit {
+        gst_element_set_state(pipeline, GST_STATE_NULL)
+        gst_object_unref(pipeline)
+    }
+
+    /// Sets `state` and returns what the state change said at once (FAILURE, SUCCESS, ASYNC, NO_PREROLL).
+    func setState(_ state: GstState) -> GstStateChangeReturn { gst_element_set_state(pipeline, state) }
+
+    /// Plays until EOS or an error, at most `timeout` seconds: (EOS seen, the error if any).
+    func runToEnd(timeout: Double) -> (eos: Bool, error: BusError?) {
+        _ = setState(GST_STATE_PLAYING)
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        let types = GstMessageType(GST_MESSAGE_EOS.rawValue | GST_MESSAGE_ERROR.rawValue)
+        guard let msg = gst_bus_timed_pop_filtered(bus, GstClockTime(timeout * 1e9), types) else { return (false, nil) }
+        defer { gst_message_unref(msg) }
+        if msg.pointee.type == GST_MESSAGE_EOS { return (true, nil) }
+        return (false, Self.parseError(msg))
+    }
+
+    /// The first error on the bus within `timeout` seconds.
+    func error(timeout: Double) -> BusError? {
+        let bus = gst_element_get_bus(pipeline)!
+        defer { gst_object_unref(bus) }
+        guard let msg = gst_bus_timed_pop_filtered(bus, GstClockTime(timeout * 1e9), GST_MESSAGE_ERROR) else {
+            return nil
+        }
+        defer { gst_message_unref(msg) }
+        return Self.parseError(msg)
+    }
+
+    static func parseError(_ msg: UnsafeMutablePointer<GstMessage>) -> BusError {
+        var err: UnsafeMutablePointer<GError>?
+        var debug: UnsafeMutablePointer<gchar>?
+        gst_message_parse_error(msg, &err, &debug)
+        defer { if let err { g_error_free(err) }; g_free(debug) }
+        let e = err!.pointee
+        return BusError(domain: e.domain, code: e.code, message: String(cString: e.message))
+    }
+}
+
+/// PROGRESS messages with code `model-load` of type START among `messages`: one per load of a model folder from disk.
+func modelLoadStarts(_ messages: [UnsafeMutablePointer<GstMessage>]) -> Int {
+    var count = 0
+    for m in messages where m.pointee.type == GST_MESSAGE_PROGRESS {
+        var type = GST_PROGRESS_TYPE_START
+        var code: UnsafeMutablePointer<gchar>?
+        var text: UnsafeMutablePointer<gchar>?
+        gst_message_parse_progress(m, &type, &code, &text)
+        if type == GST_PROGRESS_TYPE_START, let code, String(cString: code) == "model-load" { count += 1 }
+        g_free(code)
+        g_free(text)
+    }
+    return count
+}

@@ -1,0 +1,97 @@
+// What a long-lived front end (the element) keeps between windows: the model it holds, shared with everyone else
+// naming that folder through `ModelCache`, and the editor for the latest window's settings. Settings travel with each
+// window; a window whose settings differ from the last one's gets a new editor on the same weights (prompt embeddings
+// are recomputed, nothing is read from disk). Everything it throws is an `EditorFailure`.
+import Foundation
+
+public final class EditorSession: @unchecked Sendable {
+    /// One window's result: `frames` nil = the window passes through unchanged (no model or no prompt); `warning` is
+    /// set when a new editor says it will not edit (once per settings change).
+    public struct Outcome {
+        public var frames: [Frame]?
+        public var warning: String?
+    }
+
+    /// Held for the whole of `hold` and `edit`: a session edits one window at a time.
+    private let lock = NSLock()
+    private var model: SharedModel?
+    private var editor: (settings: EditorSettings, editor: WindowEditing)?
+
+    public init() {}
+
+    /// Settings the editor cannot run, found before a model loads: only checked when a model is set (without one,
+    /// frames pass through and no setting matters).
+    public static func validate(_ settings: EditorSettings) throws(EditorFailure) {
+        guard let folder = settings.modelPath, !folder.isEmpty else { return }
+        do {
+            try DiffusionWindowEditor.validate(settings)
+        } catch {
+            throw EditorFailure(.settings, "\(error)")
+        }
+    }
+
+    /// True when `hold(modelFolder:)` would change the held model (and may load from disk).
+    public func needsModel(_ folder: String?) -> Bool {
+        lock.withLock { !holds(folder) }
+    }
+
+    /// Makes the model of `folder` the held one (nil or empty: none), from the cache or loaded now; `willLoad` runs
+    /// just before a load from disk. The previously held model is let go first.
+    public func hold(modelFolder folder: String?, willLoad: () -> Void = {}) throws(EditorFailure) {
+        lock.lock()
+        defer { lock.unlock() }
+        try holdLocked(folder, willLoad: willLoad)
+    }
+
+    /// Lets the held model go (the cache frees it once no session holds it).
+    public func release() {
+        lock.withLock {
+            model = nil
+            editor = nil
+        }
+    }
+
+    /// Edits one window with `settings` (holding `settings.modelPath` first if it is not held yet).
+    public func edit(frames: [Frame], masks: [Mask], settings: EditorSettings,
+                     isCancelled: @escaping @Sendable () -> Bool) throws(EditorFailure) -> Outcome {
+        lock.lock()
+        defer { lock.unlock() }
+        try holdLocked(settings.modelPath, willLoad: {})
+        var warning: String?
+        let current: WindowEditing
+        if let cached = editor, cached.settings == settings {
+            current = cached.editor
+        } else {
+            try Self.validate(settings)
+            do {
+                let made = try model.map { try EditorFactory.make(settings: settings, model: $0) }
+                    ?? EditorFactory.make(settings: settings)
+                editor = (settings, made.editor)
+                current = made.editor
+                warning = made.warning
+            } catch {
+                throw EditorFailure(.settings, "\(error)")
+            }
+        }
+        if current is PassthroughEditor { return Outcome(frames: nil, warning: warning) }
+        do {
+            return Outcome(frames: try current.edit(frames: frames, masks: masks, isCancelled: isCancelled),
+                           warning: warning)
+        } catch {
+            throw EditorFailure.editing(error)
+        }
+    }
+
+    private func holds(_ folder: String?) -> Bool {
+        guard let folder, !folder.isEmpty else { return model == nil }
+        return model?.folder == ModelCache.key(folder)
+    }
+
+    private func holdLocked(_ folder: String?, willLoad: () -> Void) throws(EditorFailure) {
+        if holds(folder) { return }
+        model = nil
+        editor = nil
+        guard let folder, !folder.isEmpty else { return }
+        model = try ModelCache.model(folder: folder, willLoad: willLoad)
+    }
+}
