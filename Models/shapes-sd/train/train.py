@@ -340,7 +340,7 @@ def main():
     p.add_argument("--vae-batch", type=int, default=8)
     p.add_argument("--vae-crop", type=int, default=64)
     p.add_argument("--vae-lr", type=float, default=3e-4)
-    p.add_argument("--unet-steps", type=int, default=2000)
+    p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-images", type=int, default=20000, help="training images encoded for the UNet (the first N)")
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=3e-4)
