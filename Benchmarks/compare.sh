@@ -11,5 +11,7 @@ for size in ${BENCH_SIZES:-256 512}; do
   ours=$(run .build/release/ocdedit bench unet --size "$size" --repeats 2)
   ref=$(run "$PY" Benchmarks/reference_bench.py unet --size "$size" --repeats 2)
   o=$(field "$ours" seconds_per_forward); r=$(field "$ref" seconds_per_forward)
-  python3 -c "import sys; o,r=float(sys.argv[1]),float(sys.argv[2]); print(f'UNet {sys.argv[3]} px: ocdedit {o:.2f} s, PyTorch {r:.2f} s per forward: ocdedit is {r/o:.2f}x PyTorch')" "$o" "$r" "$size"
+  python3 -c "import sys; o, r = float(sys.argv[1]), float(sys.argv[2]); print(
+    f'UNet {sys.argv[3]} px: ocdedit {o:.2f} s, PyTorch {r:.2f} s per forward: ocdedit is {r/o:.2f}x PyTorch')" \
+    "$o" "$r" "$size"
 done

@@ -6,8 +6,9 @@ import WindowEditor
 
 /// `ocdedit bench unet|vae|edit|gemm` (docs/contracts.md): a human summary, then one JSON object as the last line.
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
-                                                    subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self])
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
+        subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self])
 }
 
 /// Peak resident memory of this process (VmHWM), bytes.
@@ -43,26 +44,31 @@ func measureGemm(m: Int, n: Int, k: Int, repeats: Int = 3) -> Double {
 func measureGemmRoofline(size n: Int = 2048) -> Double { measureGemm(m: n, n: n, k: n) }
 
 struct GemmBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "gemm", abstract: "The machine's sgemm roofline (2048³).")
+    static let configuration = CommandConfiguration(commandName: "gemm",
+                                                    abstract: "The machine's sgemm roofline (2048³).")
     @Option(help: "Matrix size.") var size = 2048
-    @Option(help: "Also time C[m,n] = A[m,k]·B[k,n] at this shape, as m,n,k (e.g. a convolution's 320,4096,2880).") var shape: String?
+    @Option(help: "Also time C[m,n] = A[m,k]·B[k,n] at this shape, as m,n,k (e.g. a convolution's 320,4096,2880).")
+    var shape: String?
 
     func run() throws {
         if let shape {
             let d = shape.split(separator: ",").compactMap { Int($0) }
             guard d.count == 3 else { throw ValidationError("--shape m,n,k") }
-            print(String(format: "sgemm %d×%d×%d: %.1f GFLOP/s", d[0], d[1], d[2], measureGemm(m: d[0], n: d[1], k: d[2], repeats: 5)))
+            print(String(format: "sgemm %d×%d×%d: %.1f GFLOP/s", d[0], d[1], d[2],
+                         measureGemm(m: d[0], n: d[1], k: d[2], repeats: 5)))
         }
         let gflops = measureGemmRoofline(size: size)
         print(String(format: "sgemm %d³ on %d cores: %.1f GFLOP/s", size, Parallel.cores, gflops))
-        printJSON(["bench": "gemm", "size": size, "gflops": gflops, "roofline_fraction": 1.0, "seconds": 2 * pow(Double(size), 3) / gflops / 1e9,
+        printJSON(["bench": "gemm", "size": size, "gflops": gflops, "roofline_fraction": 1.0,
+                   "seconds": 2 * pow(Double(size), 3) / gflops / 1e9,
                    "peak_rss_bytes": peakRSSBytes()])
     }
 }
 
 /// Self-attention alone at one UNet level (default: SD 1.5 at 512 px, 64×64 tokens, 320 channels in 8 heads).
 struct AttentionBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "attention", abstract: "Multi-head self-attention kernel.")
+    static let configuration = CommandConfiguration(commandName: "attention",
+                                                    abstract: "Multi-head self-attention kernel.")
     @Option(help: "Tokens (queries = keys).") var tokens = 4096
     @Option(help: "Channels (heads × head size).") var channels = 320
     @Option var heads = 8
@@ -74,12 +80,16 @@ struct AttentionBench: ParsableCommand {
         let q = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 1)
         let k = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 2)
         let v = Tensor.randomNormal(shape: [batch, tokens, channels], seed: 3)
-        let best = (0..<repeats).map { _ in seconds { _ = Ops.attention(query: q, key: k, value: v, heads: heads) } }.min()!
+        let best = (0..<repeats).map { _ in
+            seconds { _ = Ops.attention(query: q, key: k, value: v, heads: heads) }
+        }.min()!
         let gflop = 4 * Double(batch * tokens * tokens * channels) / 1e9
-        print(String(format: "attention %d tokens × %d channels / %d heads, batch %d: %.3f s (%.0f GFLOP/s, %.0f%% of roofline)",
+        print(String(format: "attention %d tokens × %d channels / %d heads, batch %d: "
+                         + "%.3f s (%.0f GFLOP/s, %.0f%% of roofline)",
                      tokens, channels, heads, batch, best, gflop / best, 100 * gflop / best / roofline))
         printJSON(["bench": "attention", "tokens": tokens, "channels": channels, "heads": heads, "seconds": best,
-                   "gflops": gflop / best, "roofline_fraction": gflop / best / roofline, "peak_rss_bytes": peakRSSBytes()])
+                   "gflops": gflop / best, "roofline_fraction": gflop / best / roofline,
+                   "peak_rss_bytes": peakRSSBytes()])
     }
 }
 
@@ -99,7 +109,8 @@ func sd15UNetGFLOP(latent: Int) -> Double {
 }
 
 struct UNetBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "unet", abstract: "SD 1.5 UNet forward, random weights.")
+    static let configuration = CommandConfiguration(commandName: "unet",
+                                                    abstract: "SD 1.5 UNet forward, random weights.")
     @Option(help: "Image size in pixels (latent = size/8).") var size = 256
     @Option(help: "Batch size.") var batch = 1
     @Option(help: "Timed forwards.") var repeats = 1
@@ -115,10 +126,13 @@ struct UNetBench: ParsableCommand {
         Profiler.reset()
         let timings = (0..<repeats).map { _ in seconds { _ = unet(x, timesteps: times, encoderHiddenStates: ctx) } }
         let best = timings.min()!
-        if Profiler.enabled { print("time by kernel over \(repeats) forward(s) (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
+        if Profiler.enabled {
+            print("time by kernel over \(repeats) forward(s) (OCDEDIT_PROFILE=1):\n" + Profiler.report())
+        }
         let gflop = sd15UNetGFLOP(latent: latent) * Double(batch)
         let rate = gflop / best
-        print(String(format: "SD 1.5 UNet, %d px (latent %d×%d), batch %d: %.2f s per forward (%.0f GFLOP/s, %.0f%% of the %.0f GFLOP/s sgemm roofline); weights built in %.1f s",
+        print(String(format: "SD 1.5 UNet, %d px (latent %d×%d), batch %d: %.2f s per forward "
+                         + "(%.0f GFLOP/s, %.0f%% of the %.0f GFLOP/s sgemm roofline); weights built in %.1f s",
                      size, latent, latent, batch, best, rate, 100 * rate / roofline, roofline, build))
         printJSON(["bench": "unet", "size": size, "batch": batch, "seconds_per_forward": best, "gflops": rate,
                    "roofline_gflops": roofline, "roofline_fraction": rate / roofline, "peak_rss_bytes": peakRSSBytes()])
@@ -133,7 +147,8 @@ func sd15VAE() throws -> AutoencoderKL {
 }
 
 struct VAEBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "vae", abstract: "SD VAE encode + decode, random weights.")
+    static let configuration = CommandConfiguration(commandName: "vae",
+                                                    abstract: "SD VAE encode + decode, random weights.")
     @Option(help: "Image size in pixels.") var size = 256
 
     func run() throws {
@@ -147,8 +162,10 @@ struct VAEBench: ParsableCommand {
         let scale = Double(size * size) / (512 * 512)
         let gflop = (1100 + 2500) * scale
         let rate = gflop / (enc + dec)
-        print(String(format: "SD VAE %d px: encode %.2f s, decode %.2f s (%.0f GFLOP/s, %.0f%% of roofline)", size, enc, dec, rate, 100 * rate / roofline))
-        printJSON(["bench": "vae", "size": size, "seconds_per_forward": enc + dec, "encode_seconds": enc, "decode_seconds": dec,
+        print(String(format: "SD VAE %d px: encode %.2f s, decode %.2f s (%.0f GFLOP/s, %.0f%% of roofline)",
+                     size, enc, dec, rate, 100 * rate / roofline))
+        printJSON(["bench": "vae", "size": size, "seconds_per_forward": enc + dec,
+                   "encode_seconds": enc, "decode_seconds": dec,
                    "gflops": rate, "roofline_fraction": rate / roofline, "peak_rss_bytes": peakRSSBytes()])
     }
 }
@@ -156,24 +173,30 @@ struct VAEBench: ParsableCommand {
 /// One window through the editor with the SD 1.5 architecture (random weights in memory, the bundled model's real
 /// CLIP tokenizer and SD 1.x scheduler): baseline and/or OCD, wall-clock seconds and the UNet work each spent.
 struct EditBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "edit", abstract: "One window edit, SD 1.5 architecture, random weights.")
+    static let configuration = CommandConfiguration(commandName: "edit",
+                                                    abstract: "One window edit, SD 1.5 architecture, random weights.")
     @Option(help: "Frames in the window.") var frames = 8
     @Option(help: "Frame and processing size in pixels (square).") var size = 256
     @Option(help: "DDIM steps of the schedule.") var steps = 20
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
-    @Option(help: "compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, blended, tokenflow.") var mode = "compare"
+    @Option(help: "compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, blended, tokenflow.")
+    var mode = "compare"
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
-    @Option(help: "OCD blend step (fraction of the edit on the foreground crop).") var blendStep = EditorSettings().blendStep
+    @Option(help: "OCD blend step (fraction of the edit on the foreground crop).")
+    var blendStep = EditorSettings().blendStep
     @Option(help: "OCD token merging ratio.") var tomeRatio = EditorSettings().tomeRatio
     @Option(help: "OCD context margin (latent pixels).") var contextMargin = EditorSettings().contextMargin
     @Option(help: "OCD background steps (0 = one per step).") var backgroundSteps = EditorSettings().backgroundSteps
-    @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.") var crossFrame = EditorSettings().crossFrame.rawValue
+    @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.")
+    var crossFrame = EditorSettings().crossFrame.rawValue
 
     func run() throws {
         guard mode == "compare" || EditMode(rawValue: mode) != nil else {
             throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
         }
-        guard let cross = CrossFrameAttention(rawValue: crossFrame) else { throw ValidationError("unknown --cross-frame \(crossFrame)") }
+        guard let cross = CrossFrameAttention(rawValue: crossFrame) else {
+            throw ValidationError("unknown --cross-frame \(crossFrame)")
+        }
         let folder = URL(fileURLWithPath: model)
         var pipeline: StableDiffusionPipeline!
         let build = try seconds {
@@ -190,7 +213,8 @@ struct EditBench: ParsableCommand {
             var rgb = [UInt8](repeating: 0, count: size * size * 3), m = [UInt8](repeating: 0, count: size * size)
             for y in 0..<size { for x in 0..<size {
                 let k = y * size + x
-                rgb[3 * k] = UInt8((x + 2 * f) % 256); rgb[3 * k + 1] = UInt8(y % 256); rgb[3 * k + 2] = UInt8((x ^ y) % 256)
+                rgb[3 * k] = UInt8((x + 2 * f) % 256); rgb[3 * k + 1] = UInt8(y % 256)
+                rgb[3 * k + 2] = UInt8((x ^ y) % 256)
                 let dx = Double(x) + 0.5 - Double(size) / 2 - Double(f), dy = Double(y) + 0.5 - Double(size) / 2
                 m[k] = dx * dx + dy * dy <= radius * radius ? 255 : 0
             } }
@@ -218,11 +242,14 @@ struct EditBench: ParsableCommand {
             if Profiler.enabled { print("\(m): time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
             let r = editor.lastReport
             results[m] = (r.seconds, r.sampling)
-            print(String(format: "%@: %.1f s for %d frames at %d px, %d steps (%d UNet calls, %d token-steps, %.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps)",
+            print(String(format: "%@: %.1f s for %d frames at %d px, %d steps (%d UNet calls, %d token-steps, "
+                             + "%.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps)",
                          m, r.seconds, frames, size, steps, r.sampling.unetCalls, r.sampling.unetTokenSteps,
-                         Double(r.sampling.attentionPairs), 100 * r.sampling.cropFraction, r.sampling.foregroundSteps, r.sampling.jointSteps))
+                         Double(r.sampling.attentionPairs), 100 * r.sampling.cropFraction,
+                         r.sampling.foregroundSteps, r.sampling.jointSteps))
         }
-        var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": steps, "mask_coverage": actualCoverage,
+        var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": steps,
+                                   "mask_coverage": actualCoverage,
                                    "build_seconds": build, "peak_rss_bytes": peakRSSBytes()]
         let mainMode = mode == "compare" ? "ocd" : mode
         let main = results[mainMode]!
@@ -236,7 +263,8 @@ struct EditBench: ParsableCommand {
             json["speedup"] = b.seconds / o.seconds
             json["token_step_ratio"] = Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps)
             print(String(format: "OCD speed-up: %.2f× in seconds, %.2f× in UNet token-steps (mask %.0f%% of the frame)",
-                         b.seconds / o.seconds, Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps), 100 * actualCoverage))
+                         b.seconds / o.seconds, Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps),
+                         100 * actualCoverage))
         }
         printJSON(json)
     }

@@ -39,7 +39,9 @@ func input(_ path: String, _ names: [String]) throws -> [String: Tensor] {
     let file = try SafetensorsFile(url: URL(fileURLWithPath: path))
     var out: [String: Tensor] = [:]
     for n in names {
-        guard file.entries[n] != nil else { throw ModelError("\(path): no tensor '\(n)' (expected \(names.joined(separator: ", ")))") }
+        guard file.entries[n] != nil else {
+            throw ModelError("\(path): no tensor '\(n)' (expected \(names.joined(separator: ", ")))")
+        }
         out[n] = try file.tensor(n)
     }
     return out
@@ -58,12 +60,16 @@ struct UNetRun: ParsableCommand {
             let sample = x["sample"]!, t = x["timestep"]!, ctx = x["encoder_hidden_states"]!
             guard sample.rank == 4, sample.shape[1] == unet.config.inChannels, t.count == sample.shape[0],
                   ctx.rank == 3, ctx.shape[0] == sample.shape[0], ctx.shape[2] == unet.config.crossAttentionDim else {
-                throw ModelError("\(input): shapes sample \(sample.shape), timestep \(t.shape), encoder_hidden_states \(ctx.shape) do not fit the UNet (in_channels \(unet.config.inChannels), cross_attention_dim \(unet.config.crossAttentionDim))")
+                throw ModelError("\(input): shapes sample \(sample.shape), timestep \(t.shape), "
+                                     + "encoder_hidden_states \(ctx.shape) do not fit the UNet "
+                                     + "(in_channels \(unet.config.inChannels), "
+                                     + "cross_attention_dim \(unet.config.crossAttentionDim))")
             }
             let start = Date()
             let out = unet(sample, timesteps: t.array, encoderHiddenStates: ctx)
             try SafetensorsFile.write(["sample": out], to: URL(fileURLWithPath: options.output))
-            return String(format: "unet: sample %@ in %.3f s -> %@", "\(out.shape)", Date().timeIntervalSince(start), options.output)
+            return String(format: "unet: sample %@ in %.3f s -> %@", "\(out.shape)",
+                          Date().timeIntervalSince(start), options.output)
         }
     }
 }
@@ -80,18 +86,21 @@ struct VAEEncodeRun: ParsableCommand {
             let vae = try AutoencoderKL(folder: component(options.model, "vae"))
             let f = vae.config.downscale
             guard x.rank == 4, x.shape[1] == vae.config.inChannels, x.shape[2] % f == 0, x.shape[3] % f == 0 else {
-                throw ModelError("\(input): sample \(x.shape) must be [B,\(vae.config.inChannels),H,W] with H and W multiples of \(f)")
+                throw ModelError("\(input): sample \(x.shape) must be [B,\(vae.config.inChannels),H,W] "
+                                     + "with H and W multiples of \(f)")
             }
             let start = Date()
             let out = vae.encode(x)
             try SafetensorsFile.write(["latent_mean": out], to: URL(fileURLWithPath: options.output))
-            return String(format: "vae-encode: latent_mean %@ in %.3f s -> %@", "\(out.shape)", Date().timeIntervalSince(start), options.output)
+            return String(format: "vae-encode: latent_mean %@ in %.3f s -> %@", "\(out.shape)",
+                          Date().timeIntervalSince(start), options.output)
         }
     }
 }
 
 struct VAEDecodeRun: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "vae-decode", abstract: "IN: latent (unscaled); OUT: sample.")
+    static let configuration = CommandConfiguration(commandName: "vae-decode",
+                                                    abstract: "IN: latent (unscaled); OUT: sample.")
     @OptionGroup var options: ComponentOptions
     @Option(help: "Input safetensors file.") var input: String
 
@@ -105,7 +114,8 @@ struct VAEDecodeRun: ParsableCommand {
             let start = Date()
             let out = vae.decode(z)
             try SafetensorsFile.write(["sample": out], to: URL(fileURLWithPath: options.output))
-            return String(format: "vae-decode: sample %@ in %.3f s -> %@", "\(out.shape)", Date().timeIntervalSince(start), options.output)
+            return String(format: "vae-decode: sample %@ in %.3f s -> %@", "\(out.shape)",
+                          Date().timeIntervalSince(start), options.output)
         }
     }
 }
@@ -118,7 +128,9 @@ struct TextEncoderRun: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard let text = try? String(contentsOfFile: prompts, encoding: .utf8) else { throw ModelError("\(prompts): cannot read prompts") }
+            guard let text = try? String(contentsOfFile: prompts, encoding: .utf8) else {
+                throw ModelError("\(prompts): cannot read prompts")
+            }
             var lines = text.components(separatedBy: "\n")
             if lines.last == "" { lines.removeLast() }
             let tok = try CLIPTokenizer(folder: component(options.model, "tokenizer"))
@@ -126,10 +138,11 @@ struct TextEncoderRun: ParsableCommand {
             let ids = lines.map { tok.inputIds($0) }
             let start = Date()
             let out = model(ids)
-            try SafetensorsFile.write(["last_hidden_state": out],
-                                      int64: ["input_ids": (shape: [ids.count, 77], values: ids.flatMap { $0.map(Int64.init) })],
+            let int64 = ["input_ids": (shape: [ids.count, 77], values: ids.flatMap { $0.map(Int64.init) })]
+            try SafetensorsFile.write(["last_hidden_state": out], int64: int64,
                                       to: URL(fileURLWithPath: options.output))
-            return String(format: "text-encoder: %d prompts -> last_hidden_state %@ in %.3f s -> %@", lines.count, "\(out.shape)",
+            return String(format: "text-encoder: %d prompts -> last_hidden_state %@ in %.3f s -> %@",
+                          lines.count, "\(out.shape)",
                           Date().timeIntervalSince(start), options.output)
         }
     }

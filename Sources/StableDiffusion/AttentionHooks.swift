@@ -27,7 +27,8 @@ public struct KeyValueGroups {
     public var itemGroups: [[Int]]
 
     public init(tokens: [Tensor], logWeights: [Tensor?], itemGroups: [[Int]]) {
-        precondition(tokens.count == logWeights.count, "KeyValueGroups: \(tokens.count) groups, \(logWeights.count) weights")
+        precondition(tokens.count == logWeights.count,
+                     "KeyValueGroups: \(tokens.count) groups, \(logWeights.count) weights")
         self.tokens = tokens
         self.logWeights = logWeights
         self.itemGroups = itemGroups
@@ -50,7 +51,8 @@ public struct PropagatedSelfAttention {
     public var sources: [Int: Source]
 
     public init(computed: [Int], groups: KeyValueGroups, sources: [Int: Source]) {
-        precondition(groups.itemGroups.count == computed.count, "PropagatedSelfAttention: groups for \(groups.itemGroups.count) of \(computed.count) items")
+        precondition(groups.itemGroups.count == computed.count,
+                     "PropagatedSelfAttention: groups for \(groups.itemGroups.count) of \(computed.count) items")
         (self.computed, self.groups, self.sources) = (computed, groups, sources)
     }
 }
@@ -104,7 +106,8 @@ struct Attention {
     /// Self-attention of x [B, N, C] over hook-chosen key/value groups: K/V projected once per group, then each
     /// item's queries attend to the concatenation of its groups (with their log weights).
     func callAsFunction(_ x: Tensor, groups kv: KeyValueGroups) -> Tensor {
-        precondition(kv.itemGroups.count == x.shape[0], "KeyValueGroups for \(kv.itemGroups.count) items, batch \(x.shape[0])")
+        precondition(kv.itemGroups.count == x.shape[0],
+                     "KeyValueGroups for \(kv.itemGroups.count) items, batch \(x.shape[0])")
         return self(x, propagation: PropagatedSelfAttention(computed: Array(0..<x.shape[0]), groups: kv, sources: [:]))
     }
 
@@ -120,7 +123,9 @@ struct Attention {
             xc = x
         } else {
             xc = Tensor(uninitializedShape: [p.computed.count, n, c])
-            for (j, item) in p.computed.enumerated() { (xc.data + j * n * c).update(from: x.data + item * n * c, count: n * c) }
+            for (j, item) in p.computed.enumerated() {
+                (xc.data + j * n * c).update(from: x.data + item * n * c, count: n * c)
+            }
         }
         let q = toQ(xc)
         let keys = kv.tokens.map { toK($0) }, values = kv.tokens.map { toV($0) }
@@ -138,8 +143,10 @@ struct Attention {
         }
         let computed = Set(p.computed)
         for (item, s) in p.sources {
-            precondition(s.indexA.count == n && s.indexB.count == n && computed.contains(s.itemA) && computed.contains(s.itemB),
-                         "propagation of item \(item) from items \(s.itemA), \(s.itemB) (\(s.indexA.count) of \(n) tokens)")
+            precondition(s.indexA.count == n && s.indexB.count == n
+                             && computed.contains(s.itemA) && computed.contains(s.itemB),
+                         "propagation of item \(item) from items \(s.itemA), \(s.itemB) "
+                             + "(\(s.indexA.count) of \(n) tokens)")
             let d = out.data + item * n * c, a = out.data + s.itemA * n * c, bb = out.data + s.itemB * n * c
             let (wa, wb) = (s.weightA, 1 - s.weightA)
             for t in 0..<n {

@@ -36,11 +36,13 @@ struct VAEMidBlock {
     let attention: Attention
 
     init(_ w: WeightSource, _ prefix: String, channels: Int, groups: Int) throws {
-        resnet0 = try ResnetBlock2D(w, "\(prefix).resnets.0", inC: channels, outC: channels, tembC: nil, groups: groups, eps: 1e-6)
+        resnet0 = try ResnetBlock2D(w, "\(prefix).resnets.0", inC: channels, outC: channels, tembC: nil,
+                                    groups: groups, eps: 1e-6)
         norm = try GroupNorm(w, "\(prefix).attentions.0.group_norm", channels, groups: groups, eps: 1e-6)
         attention = try Attention(w, "\(prefix).attentions.0", queryDim: channels, contextDim: channels, heads: 1,
                                   qkvBias: true, legacyNames: true)
-        resnet1 = try ResnetBlock2D(w, "\(prefix).resnets.1", inC: channels, outC: channels, tembC: nil, groups: groups, eps: 1e-6)
+        resnet1 = try ResnetBlock2D(w, "\(prefix).resnets.1", inC: channels, outC: channels, tembC: nil,
+                                    groups: groups, eps: 1e-6)
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
@@ -52,7 +54,8 @@ struct VAEMidBlock {
     }
 }
 
-/// diffusers `AutoencoderKL`: `encode` gives the latent distribution's mean (unscaled), `decode` takes an unscaled latent.
+/// diffusers `AutoencoderKL`: `encode` gives the latent distribution's mean (unscaled), `decode` takes an
+/// unscaled latent.
 public final class AutoencoderKL {
     public let config: AutoencoderKLConfig
     public var scalingFactor: Float { config.scalingFactor }
@@ -84,11 +87,11 @@ public final class AutoencoderKL {
             let input = output
             output = ch[i]
             let resnets = try (0..<lpb).map {
-                try ResnetBlock2D(w, "encoder.down_blocks.\(i).resnets.\($0)", inC: $0 == 0 ? input : output, outC: output,
-                                  tembC: nil, groups: g, eps: 1e-6)
+                try ResnetBlock2D(w, "encoder.down_blocks.\(i).resnets.\($0)", inC: $0 == 0 ? input : output,
+                                  outC: output, tembC: nil, groups: g, eps: 1e-6)
             }
-            let ds = i < n - 1 ? try Conv2d(w, "encoder.down_blocks.\(i).downsamplers.0.conv", output, output, kernel: 3,
-                                            stride: 2, pad: (0, 0, 1, 1)) : nil
+            let ds = i < n - 1 ? try Conv2d(w, "encoder.down_blocks.\(i).downsamplers.0.conv", output, output,
+                                            kernel: 3, stride: 2, pad: (0, 0, 1, 1)) : nil
             return (resnets, ds)
         }
         encMid = try VAEMidBlock(w, "encoder.mid_block", channels: ch[n - 1], groups: g)
@@ -108,7 +111,8 @@ public final class AutoencoderKL {
                 try ResnetBlock2D(w, "decoder.up_blocks.\(i).resnets.\($0)", inC: $0 == 0 ? prev : output, outC: output,
                                   tembC: nil, groups: g, eps: 1e-6)
             }
-            let us = i < n - 1 ? try Conv2d(w, "decoder.up_blocks.\(i).upsamplers.0.conv", output, output, kernel: 3) : nil
+            let us = i < n - 1
+                ? try Conv2d(w, "decoder.up_blocks.\(i).upsamplers.0.conv", output, output, kernel: 3) : nil
             return (resnets, us)
         }
         decNormOut = try GroupNorm(w, "decoder.conv_norm_out", ch[0], groups: g, eps: 1e-6)

@@ -17,7 +17,9 @@ public struct CLIPTextConfig: Sendable {
         maxPositions = c.int("max_position_embeddings", 77)
         layerNormEps = Float(c.double("layer_norm_eps", 1e-5))
         let act = c.string("hidden_act", "quick_gelu")
-        guard act == "quick_gelu" || act == "gelu" else { throw ModelError("\(c.source): unsupported hidden_act \(act)") }
+        guard act == "quick_gelu" || act == "gelu" else {
+            throw ModelError("\(c.source): unsupported hidden_act \(act)")
+        }
         quickGelu = act == "quick_gelu"
     }
 }
@@ -26,7 +28,8 @@ public struct CLIPTextConfig: Sendable {
 public final class CLIPTextModel {
     public let config: CLIPTextConfig
     let tokenEmbedding: Tensor, positionEmbedding: Tensor
-    let layers: [(ln1: LayerNorm, q: Linear, k: Linear, v: Linear, out: Linear, ln2: LayerNorm, fc1: Linear, fc2: Linear)]
+    let layers: [(ln1: LayerNorm, q: Linear, k: Linear, v: Linear, out: Linear, ln2: LayerNorm,
+                  fc1: Linear, fc2: Linear)]
     let finalNorm: LayerNorm
 
     public convenience init(folder: URL) throws {
@@ -50,7 +53,8 @@ public final class CLIPTextModel {
                     try Linear(w, "\(l).self_attn.q_proj", d, d), try Linear(w, "\(l).self_attn.k_proj", d, d),
                     try Linear(w, "\(l).self_attn.v_proj", d, d), try Linear(w, "\(l).self_attn.out_proj", d, d),
                     try LayerNorm(w, "\(l).layer_norm2", d, eps: config.layerNormEps),
-                    try Linear(w, "\(l).mlp.fc1", d, config.intermediateSize), try Linear(w, "\(l).mlp.fc2", config.intermediateSize, d))
+                    try Linear(w, "\(l).mlp.fc1", d, config.intermediateSize),
+                    try Linear(w, "\(l).mlp.fc2", config.intermediateSize, d))
         }
         finalNorm = try LayerNorm(w, key("final_layer_norm"), d, eps: config.layerNormEps)
     }
@@ -58,19 +62,22 @@ public final class CLIPTextModel {
     /// last_hidden_state [P, L, D] for P id sequences of equal length L (77 for SD).
     public func callAsFunction(_ inputIds: [[Int32]]) -> Tensor {
         let p = inputIds.count, l = inputIds.first?.count ?? 0, d = config.hiddenSize
-        precondition(inputIds.allSatisfy { $0.count == l } && l <= config.maxPositions, "text encoder: ids of unequal or excessive length")
+        precondition(inputIds.allSatisfy { $0.count == l } && l <= config.maxPositions,
+                     "text encoder: ids of unequal or excessive length")
         var x = Tensor(shape: [p, l, d])
         for (i, ids) in inputIds.enumerated() {
             for (j, id) in ids.enumerated() {
                 let token = Int(id)
                 precondition(token >= 0 && token < config.vocabSize, "token id \(token) outside the vocabulary")
-                let dst = x.data + (i * l + j) * d, te = tokenEmbedding.data + token * d, pe = positionEmbedding.data + j * d
+                let dst = x.data + (i * l + j) * d, te = tokenEmbedding.data + token * d
+                let pe = positionEmbedding.data + j * d
                 for c in 0..<d { dst[c] = te[c] + pe[c] }
             }
         }
         for layer in layers {
             let h = layer.ln1(x)
-            let a = Ops.attention(query: layer.q(h), key: layer.k(h), value: layer.v(h), heads: config.heads, causal: true)
+            let a = Ops.attention(query: layer.q(h), key: layer.k(h), value: layer.v(h), heads: config.heads,
+                                  causal: true)
             Ops.addInPlace(x, layer.out(a))
             let f = layer.fc1(layer.ln2(x))
             Ops.addInPlace(x, layer.fc2(config.quickGelu ? Ops.quickGelu(f) : Ops.gelu(f)))

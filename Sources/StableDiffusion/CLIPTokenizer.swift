@@ -16,7 +16,8 @@ public final class CLIPTokenizer {
     private let lock = NSLock()
 
     public init(folder: URL) throws {
-        let vocabURL = folder.appendingPathComponent("vocab.json"), mergesURL = folder.appendingPathComponent("merges.txt")
+        let vocabURL = folder.appendingPathComponent("vocab.json")
+        let mergesURL = folder.appendingPathComponent("merges.txt")
         guard let vdata = FileManager.default.contents(atPath: vocabURL.path),
               let vobj = try? JSONSerialization.jsonObject(with: vdata) as? [String: Int] else {
             throw ModelError("\(vocabURL.path): missing or not a JSON token→id map")
@@ -95,7 +96,9 @@ public final class CLIPTokenizer {
     static func unescapeHTML(_ s: String) -> String {
         guard s.contains("&") else { return s }
         var result = s
-        for (entity, value) in [("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'"), ("&nbsp;", "\u{a0}"), ("&amp;", "&")] {
+        let entities = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&apos;", "'"),
+                        ("&nbsp;", "\u{a0}"), ("&amp;", "&")]
+        for (entity, value) in entities {
             result = result.replacingOccurrences(of: entity, with: value)
         }
         return result
@@ -116,7 +119,9 @@ public final class CLIPTokenizer {
         let u = Array(text.unicodeScalars)
         var words: [String] = []
         var i = 0
-        func str(_ r: Range<Int>) -> String { var v = String.UnicodeScalarView(); v.append(contentsOf: u[r]); return String(v) }
+        func str(_ r: Range<Int>) -> String {
+            var v = String.UnicodeScalarView(); v.append(contentsOf: u[r]); return String(v)
+        }
         while i < u.count {
             if u[i] == "'" {
                 let rest = u[(i + 1)...].prefix(2).map { Character($0) }
@@ -170,7 +175,9 @@ public final class CLIPTokenizer {
     /// BPE ids of `text`, without BOS/EOS.
     public func encode(_ text: String) -> [Int32] {
         let cleaned = Self.clean(text)
-        guard let special = specialPad, cleaned.contains(special) else { return Self.pretokenize(cleaned).flatMap { bpe($0) } }
+        guard let special = specialPad, cleaned.contains(special) else {
+            return Self.pretokenize(cleaned).flatMap { bpe($0) }
+        }
         let parts = cleaned.components(separatedBy: special)
         return parts.enumerated().flatMap { i, part in
             Self.pretokenize(part).flatMap { bpe($0) } + (i < parts.count - 1 ? [pad] : [])

@@ -42,7 +42,8 @@ public struct DDIMScheduler: Sendable {
     public let finalAlphaCumprod: Float
 
     public init(folder: URL) throws {
-        try self.init(config: DDIMSchedulerConfig(JSONConfig(url: folder.appendingPathComponent("scheduler_config.json"))))
+        try self.init(config: DDIMSchedulerConfig(
+            JSONConfig(url: folder.appendingPathComponent("scheduler_config.json"))))
     }
 
     public init(config: DDIMSchedulerConfig) {
@@ -52,7 +53,8 @@ public struct DDIMScheduler: Sendable {
         if let tb = config.trainedBetas {
             betas = tb.map { Float($0) }
         } else if config.betaSchedule == "scaled_linear" {
-            betas = Self.linspace(Float(config.betaStart.squareRoot()), Float(config.betaEnd.squareRoot()), n).map { $0 * $0 }
+            betas = Self.linspace(Float(config.betaStart.squareRoot()), Float(config.betaEnd.squareRoot()), n)
+                .map { $0 * $0 }
         } else {
             betas = Self.linspace(Float(config.betaStart), Float(config.betaEnd), n)
         }
@@ -77,7 +79,9 @@ public struct DDIMScheduler: Sendable {
             let ratio = Double(n) / Double(steps)
             return (0..<steps).map { Int((Double(n) - Double($0) * ratio).rounded()) - 1 }
         case "linspace":
-            return (0..<steps).map { i in Int((Double(n - 1) * Double(steps - 1 - i) / Double(max(steps - 1, 1))).rounded()) }
+            return (0..<steps).map { i in
+                Int((Double(n - 1) * Double(steps - 1 - i) / Double(max(steps - 1, 1))).rounded())
+            }
         default:
             let ratio = n / steps
             return (0..<steps).reversed().map { $0 * ratio + config.stepsOffset }

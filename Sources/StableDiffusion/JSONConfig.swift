@@ -26,7 +26,9 @@ public struct JSONConfig: @unchecked Sendable {
         return v
     }
     public func int(_ key: String, _ fallback: Int) -> Int { (present(key) as? NSNumber)?.intValue ?? fallback }
-    public func double(_ key: String, _ fallback: Double) -> Double { (present(key) as? NSNumber)?.doubleValue ?? fallback }
+    public func double(_ key: String, _ fallback: Double) -> Double {
+        (present(key) as? NSNumber)?.doubleValue ?? fallback
+    }
     public func bool(_ key: String, _ fallback: Bool) -> Bool { (present(key) as? NSNumber)?.boolValue ?? fallback }
     public func string(_ key: String, _ fallback: String) -> String { (present(key) as? String) ?? fallback }
     public func strings(_ key: String, _ fallback: [String]) -> [String] { (present(key) as? [String]) ?? fallback }

@@ -5,7 +5,8 @@ import TensorKernels
 struct Linear {
     let weight: Tensor
     let bias: Tensor?
-    init(_ w: WeightSource, _ prefix: String, _ inF: Int, _ outF: Int, bias: Bool = true, aliases: [String] = []) throws {
+    init(_ w: WeightSource, _ prefix: String, _ inF: Int, _ outF: Int, bias: Bool = true,
+         aliases: [String] = []) throws {
         weight = try w.take("\(prefix).weight", shape: [outF, inF], aliases: aliases.map { "\($0).weight" })
         self.bias = bias ? try w.take("\(prefix).bias", shape: [outF], aliases: aliases.map { "\($0).bias" }) : nil
     }
@@ -24,14 +25,15 @@ struct Conv2d {
     let bias: Tensor?
     let stride: Int
     let pad: (top: Int, left: Int, bottom: Int, right: Int)
-    init(_ w: WeightSource, _ prefix: String, _ inC: Int, _ outC: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
-         pad: (Int, Int, Int, Int)? = nil) throws {
+    init(_ w: WeightSource, _ prefix: String, _ inC: Int, _ outC: Int, kernel: Int, stride: Int = 1,
+         padding: Int? = nil, pad: (Int, Int, Int, Int)? = nil) throws {
         let weight = try w.take("\(prefix).weight", shape: [outC, inC, kernel, kernel])
         bias = try w.take("\(prefix).bias", shape: [outC])
         self.stride = stride
         let p = padding ?? kernel / 2
         self.pad = pad.map { ($0.0, $0.1, $0.2, $0.3) } ?? (p, p, p, p)
-        let useWinograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1) && inC >= Conv2d.winogradMinimumChannels
+        let useWinograd = kernel == 3 && stride == 1 && self.pad == (1, 1, 1, 1)
+            && inC >= Conv2d.winogradMinimumChannels
             && inC <= Conv2d.winogradMaximumChannels && Conv2d.winogradEnabled
         self.kernel = useWinograd ? .winograd(WinogradWeight(weight)) : .im2col(weight)
     }
@@ -41,7 +43,8 @@ struct Conv2d {
     /// weight for little work; with batched frames they gain the most (256 px, batch 16: 19.8 s per forward with
     /// all convolutions in Winograd, 27.4 s with those ≥ 1280 channels in im2col). `OCDEDIT_WINOGRAD_MAX_CHANNELS=640`
     /// keeps them im2col (1.4 GB less memory).
-    static let winogradMaximumChannels = Int(ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD_MAX_CHANNELS"] ?? "") ?? Int.max
+    static let winogradMaximumChannels =
+        Int(ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD_MAX_CHANNELS"] ?? "") ?? Int.max
     /// Winograd is the default (`OCDEDIT_WINOGRAD=0` turns it off, e.g. for A/B timing): 2.25× fewer multiplies in
     /// the 3×3 convolutions, which are half of the UNet's and most of the VAE's work; the parity tests hold with it.
     static let winogradEnabled = ProcessInfo.processInfo.environment["OCDEDIT_WINOGRAD"] != "0"

@@ -52,7 +52,8 @@ public final class SafetensorsFile {
 
         let headerLength = Int(map.loadUnaligned(as: UInt64.self).littleEndian)
         guard headerLength > 0, headerLength <= size - 8 else {
-            throw ModelError("\(name): header length \(headerLength) does not fit in a file of \(size) bytes (truncated or not safetensors)")
+            throw ModelError("\(name): header length \(headerLength) does not fit in a file of \(size) bytes "
+                                 + "(truncated or not safetensors)")
         }
         dataStart = 8 + headerLength
         let headerData = Data(bytes: map + 8, count: headerLength)
@@ -63,18 +64,25 @@ public final class SafetensorsFile {
         var entries: [String: Entry] = [:]
         for (key, value) in header where key != "__metadata__" {
             guard let info = value as? [String: Any], let dt = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int],
+                  offsets.count == 2 else {
                 throw ModelError("\(name): tensor '\(key)' has a malformed header entry")
             }
-            guard let dtype = DType(rawValue: dt) else { throw ModelError("\(name): tensor '\(key)' has unsupported dtype \(dt)") }
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw ModelError("\(name): tensor '\(key)' has a negative dimension \(shape)") }
+            guard let dtype = DType(rawValue: dt) else {
+                throw ModelError("\(name): tensor '\(key)' has unsupported dtype \(dt)")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }) else {
+                throw ModelError("\(name): tensor '\(key)' has a negative dimension \(shape)")
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= dataLength else {
-                throw ModelError("\(name): tensor '\(key)' data [\(begin), \(end)) lies outside the data area of \(dataLength) bytes (truncated file?)")
+                throw ModelError("\(name): tensor '\(key)' data [\(begin), \(end)) lies outside the data area "
+                                     + "of \(dataLength) bytes (truncated file?)")
             }
             let expected = shape.reduce(1, *) * dtype.size
             guard end - begin == expected else {
-                throw ModelError("\(name): tensor '\(key)' has \(end - begin) bytes, expected \(expected) for \(dt) \(shape)")
+                throw ModelError("\(name): tensor '\(key)' has \(end - begin) bytes, "
+                                     + "expected \(expected) for \(dt) \(shape)")
             }
             entries[key] = Entry(dtype: dtype, shape: shape, begin: begin, end: end)
         }
@@ -126,7 +134,8 @@ public final class SafetensorsFile {
     }
 
     /// Writes F32 tensors and I64 tensors (header padded to 8 bytes, tensors in name order).
-    public static func write(_ tensors: [String: Tensor], int64: [String: (shape: [Int], values: [Int64])] = [:], to url: URL) throws {
+    public static func write(_ tensors: [String: Tensor], int64: [String: (shape: [Int], values: [Int64])] = [:],
+                             to url: URL) throws {
         var header: [String: Any] = [:]
         var blobs: [(String, Data)] = []
         for (k, t) in tensors { blobs.append((k, Data(bytes: t.data, count: t.count * 4))) }
@@ -146,6 +155,8 @@ public final class SafetensorsFile {
         out.append(Data(bytes: &len, count: 8))
         out.append(json)
         for (_, d) in blobs { out.append(d) }
-        do { try out.write(to: url) } catch { throw ModelError("\(url.path): cannot write (\(error.localizedDescription))") }
+        do { try out.write(to: url) } catch {
+            throw ModelError("\(url.path): cannot write (\(error.localizedDescription))")
+        }
     }
 }

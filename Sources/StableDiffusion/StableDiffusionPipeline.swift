@@ -32,7 +32,8 @@ public final class StableDiffusionPipeline {
         vae = try component("vae", AutoencoderKL.init(folder:))
         scheduler = try component("scheduler", DDIMScheduler.init(folder:))
         guard textEncoder.config.hiddenSize == unet.config.crossAttentionDim else {
-            throw ModelError("\(folder.path): text encoder width \(textEncoder.config.hiddenSize) does not match the UNet's cross_attention_dim \(unet.config.crossAttentionDim)")
+            throw ModelError("\(folder.path): text encoder width \(textEncoder.config.hiddenSize) does not match "
+                                 + "the UNet's cross_attention_dim \(unet.config.crossAttentionDim)")
         }
     }
 

@@ -29,8 +29,11 @@ struct BasicTransformerBlock {
         }
         let n2 = norm2(x)
         if let hooks {
-            let info = AttentionLayerInfo(name: attn2.name, height: height, width: width, channels: c, heads: attn2.heads, isCrossAttention: true)
-            if hooks.wantsCrossAttentionProbabilities(info) { hooks.observeCrossAttention(attn2.probabilities(n2, context: context), layer: info) }
+            let info = AttentionLayerInfo(name: attn2.name, height: height, width: width, channels: c,
+                                          heads: attn2.heads, isCrossAttention: true)
+            if hooks.wantsCrossAttentionProbabilities(info) {
+                hooks.observeCrossAttention(attn2.probabilities(n2, context: context), layer: info)
+            }
         }
         Ops.addInPlace(x, attn2(n2, context: context))
         Ops.addInPlace(x, ffOut(Ops.geglu(ffIn(norm3(x)))))
@@ -61,7 +64,8 @@ struct Transformer2DModel {
             projInLinear = nil; projOutLinear = nil
         }
         blocks = try (0..<layers).map {
-            try BasicTransformerBlock(w, "\(prefix).transformer_blocks.\($0)", dim: channels, heads: heads, contextDim: contextDim)
+            try BasicTransformerBlock(w, "\(prefix).transformer_blocks.\($0)", dim: channels, heads: heads,
+                                      contextDim: contextDim)
         }
     }
 

@@ -31,7 +31,8 @@ public struct UNet2DConditionConfig: Sendable {
         layersPerBlock = c.int("layers_per_block", 2)
         downBlockTypes = c.strings("down_block_types", downBlockTypes)
         upBlockTypes = c.strings("up_block_types", upBlockTypes)
-        heads = c.intOrList("num_attention_heads", count: n) ?? c.intOrList("attention_head_dim", count: n) ?? Array(repeating: 8, count: n)
+        heads = c.intOrList("num_attention_heads", count: n) ?? c.intOrList("attention_head_dim", count: n)
+            ?? Array(repeating: 8, count: n)
         crossAttentionDim = c.int("cross_attention_dim", 1280)
         useLinearProjection = c.bool("use_linear_projection", false)
         normNumGroups = c.int("norm_num_groups", 32)
@@ -40,13 +41,17 @@ public struct UNet2DConditionConfig: Sendable {
         flipSinToCos = c.bool("flip_sin_to_cos", true)
         freqShift = c.int("freq_shift", 0)
         sampleSize = c.intOrList("sample_size", count: 1)?.first ?? 64
-        let supportedDown = Set(["CrossAttnDownBlock2D", "DownBlock2D"]), supportedUp = Set(["CrossAttnUpBlock2D", "UpBlock2D"])
+        let supportedDown = Set(["CrossAttnDownBlock2D", "DownBlock2D"])
+        let supportedUp = Set(["CrossAttnUpBlock2D", "UpBlock2D"])
         guard downBlockTypes.count == n, upBlockTypes.count == n, heads.count == n,
               downBlockTypes.allSatisfy(supportedDown.contains), upBlockTypes.allSatisfy(supportedUp.contains) else {
-            throw ModelError("\(c.source): unsupported UNet layout (blocks \(downBlockTypes) / \(upBlockTypes), heads \(heads))")
+            throw ModelError("\(c.source): unsupported UNet layout "
+                                 + "(blocks \(downBlockTypes) / \(upBlockTypes), heads \(heads))")
         }
         let midType = c.string("mid_block_type", "UNetMidBlock2DCrossAttn")
-        guard midType == "UNetMidBlock2DCrossAttn" else { throw ModelError("\(c.source): unsupported mid_block_type \(midType)") }
+        guard midType == "UNetMidBlock2DCrossAttn" else {
+            throw ModelError("\(c.source): unsupported mid_block_type \(midType)")
+        }
         if c.has("addition_embed_type") || c.has("class_embed_type") {
             throw ModelError("\(c.source): class/addition embeddings (SDXL-style UNets) are not supported")
         }
@@ -84,7 +89,8 @@ public final class UNet2DConditionModel {
         self.config = config
         let ch = config.blockOutChannels, n = ch.count
         let temb = ch[0] * 4, groups = config.normNumGroups, eps = config.normEps
-        let ctx = config.crossAttentionDim, layers = config.transformerLayersPerBlock, linear = config.useLinearProjection
+        let ctx = config.crossAttentionDim, layers = config.transformerLayersPerBlock
+        let linear = config.useLinearProjection
         convIn = try Conv2d(w, "conv_in", config.inChannels, ch[0], kernel: 3)
         timeLinear1 = try Linear(w, "time_embedding.linear_1", ch[0], temb)
         timeLinear2 = try Linear(w, "time_embedding.linear_2", temb, temb)
@@ -97,11 +103,12 @@ public final class UNet2DConditionModel {
             let p = "down_blocks.\(i)"
             let cross = config.downBlockTypes[i] == "CrossAttnDownBlock2D"
             let resnets = try (0..<config.layersPerBlock).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", inC: $0 == 0 ? input : output, outC: output, tembC: temb, groups: groups, eps: eps)
+                try ResnetBlock2D(w, "\(p).resnets.\($0)", inC: $0 == 0 ? input : output, outC: output, tembC: temb,
+                                  groups: groups, eps: eps)
             }
             let attns = cross ? try (0..<config.layersPerBlock).map {
-                try Transformer2DModel(w, "\(p).attentions.\($0)", channels: output, heads: config.heads[i], contextDim: ctx,
-                                       groups: groups, layers: layers, linearProjection: linear)
+                try Transformer2DModel(w, "\(p).attentions.\($0)", channels: output, heads: config.heads[i],
+                                       contextDim: ctx, groups: groups, layers: layers, linearProjection: linear)
             } : []
             let ds = i < n - 1 ? try Conv2d(w, "\(p).downsamplers.0.conv", output, output, kernel: 3, stride: 2) : nil
             downBlocks.append(UNetBlock(resnets: resnets, attentions: attns, downsampler: ds, upsampler: nil))
@@ -110,7 +117,8 @@ public final class UNet2DConditionModel {
 
         let last = ch[n - 1]
         midResnets = try (0..<2).map {
-            try ResnetBlock2D(w, "mid_block.resnets.\($0)", inC: last, outC: last, tembC: temb, groups: groups, eps: eps)
+            try ResnetBlock2D(w, "mid_block.resnets.\($0)", inC: last, outC: last, tembC: temb, groups: groups,
+                              eps: eps)
         }
         midAttention = try Transformer2DModel(w, "mid_block.attentions.0", channels: last, heads: config.heads[n - 1],
                                               contextDim: ctx, groups: groups, layers: layers, linearProjection: linear)
@@ -128,11 +136,12 @@ public final class UNet2DConditionModel {
             let resnets = try (0..<count).map { j -> ResnetBlock2D in
                 let skip = j == count - 1 ? input : output
                 let resIn = j == 0 ? prev : output
-                return try ResnetBlock2D(w, "\(p).resnets.\(j)", inC: resIn + skip, outC: output, tembC: temb, groups: groups, eps: eps)
+                return try ResnetBlock2D(w, "\(p).resnets.\(j)", inC: resIn + skip, outC: output, tembC: temb,
+                                         groups: groups, eps: eps)
             }
             let attns = cross ? try (0..<count).map {
-                try Transformer2DModel(w, "\(p).attentions.\($0)", channels: output, heads: revHeads[i], contextDim: ctx,
-                                       groups: groups, layers: layers, linearProjection: linear)
+                try Transformer2DModel(w, "\(p).attentions.\($0)", channels: output, heads: revHeads[i],
+                                       contextDim: ctx, groups: groups, layers: layers, linearProjection: linear)
             } : []
             let us = i < n - 1 ? try Conv2d(w, "\(p).upsamplers.0.conv", output, output, kernel: 3) : nil
             upBlocks.append(UNetBlock(resnets: resnets, attentions: attns, downsampler: nil, upsampler: us))

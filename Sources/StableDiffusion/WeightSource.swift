@@ -34,7 +34,9 @@ public final class CheckpointWeights: WeightSource {
         let all = listing.filter { $0.hasSuffix(".safetensors") }.sorted()
         let preferred = ["diffusion_pytorch_model.safetensors", "model.safetensors"].filter(all.contains)
         let fp16 = all.filter { $0.contains(".fp16.") }
-        let chosen = !preferred.isEmpty ? [preferred[0]] : (!fp16.isEmpty && fp16.count == all.count ? fp16 : all.filter { !$0.contains(".fp16.") })
+        let chosen = !preferred.isEmpty
+            ? [preferred[0]]
+            : (!fp16.isEmpty && fp16.count == all.count ? fp16 : all.filter { !$0.contains(".fp16.") })
         guard !chosen.isEmpty else {
             throw ModelError("\(folder.path): no .safetensors weights (expected diffusion_pytorch_model.safetensors or "
                              + "model.safetensors)", kind: .notFound)
@@ -47,13 +49,15 @@ public final class CheckpointWeights: WeightSource {
 
     public func take(_ key: String, shape: [Int], aliases: [String]) throws -> Tensor {
         guard let (name, file) = ([key] + aliases).lazy.compactMap({ k in self.find(k).map { (k, $0) } }).first else {
-            throw ModelError("\(folder.lastPathComponent): missing weight '\(key)' in \(files.map(\.url.lastPathComponent).joined(separator: ", "))")
+            throw ModelError("\(folder.lastPathComponent): missing weight '\(key)' in "
+                                 + files.map(\.url.lastPathComponent).joined(separator: ", "))
         }
         let stored = file.entries[name]!.shape
         // A 1×1 convolution may be stored as [O, C] (linear) or [O, C, 1, 1].
         guard stored.reduce(1, *) == shape.reduce(1, *),
               stored == shape || stored.filter({ $0 != 1 }) == shape.filter({ $0 != 1 }) else {
-            throw ModelError("\(folder.lastPathComponent): weight '\(name)' has shape \(stored), the config expects \(shape)")
+            throw ModelError("\(folder.lastPathComponent): weight '\(name)' has shape \(stored), "
+                                 + "the config expects \(shape)")
         }
         taken.insert(name)
         return try file.tensor(name).reshaped(shape)
@@ -66,7 +70,8 @@ public final class CheckpointWeights: WeightSource {
     public func finish() throws {
         let unused = files.flatMap { $0.names }.filter { !taken.contains($0) && !ignorable.contains($0) }.sorted()
         guard unused.isEmpty else {
-            let list = unused.prefix(8).joined(separator: ", ") + (unused.count > 8 ? ", … (\(unused.count) in all)" : "")
+            let list = unused.prefix(8).joined(separator: ", ")
+                + (unused.count > 8 ? ", … (\(unused.count) in all)" : "")
             throw ModelError("\(folder.lastPathComponent): unexpected weights not used by the config: \(list)")
         }
     }

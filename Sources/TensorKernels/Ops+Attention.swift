@@ -14,11 +14,16 @@ extension Ops {
         return Profiler.measure(k.shape[1] == q.shape[1] ? "attention (self)" : "attention (other)") {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1]
-        precondition(k.shape == [b, nk, c] && v.shape == [b, nk, c], "attention: q \(q.shape) k \(k.shape) v \(v.shape)")
+        precondition(k.shape == [b, nk, c] && v.shape == [b, nk, c],
+                     "attention: q \(q.shape) k \(k.shape) v \(v.shape)")
         precondition(c % heads == 0, "attention: \(c) channels in \(heads) heads")
-        if let w = keyLogWeights { precondition(w.count == b * nk, "attention: keyLogWeights \(w.shape) for \(b)×\(nk) keys") }
+        if let w = keyLogWeights {
+            precondition(w.count == b * nk, "attention: keyLogWeights \(w.shape) for \(b)×\(nk) keys")
+        }
         let d = c / heads
-        if !causal && d % 8 == 0 { return tiledAttention(query: q, key: k, value: v, heads: heads, keyLogWeights: keyLogWeights) }
+        if !causal && d % 8 == 0 {
+            return tiledAttention(query: q, key: k, value: v, heads: heads, keyLogWeights: keyLogWeights)
+        }
         let scale = 1 / Float(d).squareRoot()
         let out = Tensor(shape: [b, nq, c])
         let qBlocks = (nq + attentionQueryBlock - 1) / attentionQueryBlock

@@ -8,7 +8,9 @@ extension Ops {
     /// (1×1 stride-1 convolutions are a plain GEMM).
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int,
                               pad: (top: Int, left: Int, bottom: Int, right: Int)) -> Tensor {
-        return Profiler.measure(weight.shape[2] == 1 && weight.shape[3] == 1 ? "conv1x1" : "conv\(weight.shape[2])x\(weight.shape[3]) im2col") {
+        let name = weight.shape[2] == 1 && weight.shape[3] == 1
+            ? "conv1x1" : "conv\(weight.shape[2])x\(weight.shape[3]) im2col"
+        return Profiler.measure(name) {
         precondition(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1],
                      "conv2d: input \(x.shape) against weight \(weight.shape)")
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -45,7 +47,8 @@ extension Ops {
             if let staging {
                 Parallel.forEach(images * o) { t in
                     let i = t / o, oc = t % o
-                    (out.data + ((first + i) * o + oc) * plane).update(from: staging.data + oc * cols + i * plane, count: plane)
+                    (out.data + ((first + i) * o + oc) * plane)
+                        .update(from: staging.data + oc * cols + i * plane, count: plane)
                 }
             }
             first += images

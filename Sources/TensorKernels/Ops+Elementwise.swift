@@ -11,7 +11,9 @@ extension Ops {
     public static func silu(_ x: Tensor) -> Tensor {
         return Profiler.measure("silu") {
         let out = Tensor(shape: x.shape)
-        Parallel.forRanges(x.count) { r in siluAffine(x.data + r.lowerBound, out.data + r.lowerBound, r.count, scale: 1, shift: 0) }
+        Parallel.forRanges(x.count) { r in
+            siluAffine(x.data + r.lowerBound, out.data + r.lowerBound, r.count, scale: 1, shift: 0)
+        }
         return out
         }
     }
@@ -40,7 +42,8 @@ extension Ops {
 
     /// d[i] = h[i] · g[i] · Φ(g[i]) for i < n (h = nil: 1), 8 lanes at a time: GELU, and GEGLU's gated half.
     @inline(__always)
-    static func gatedGELU(_ h: UnsafePointer<Float>?, _ g: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+    static func gatedGELU(_ h: UnsafePointer<Float>?, _ g: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+                          _ n: Int) {
         let gr = UnsafeRawPointer(g), dr = UnsafeMutableRawPointer(d)
         var i = 0
         while i + 8 <= n {

@@ -24,7 +24,8 @@ extension Ops {
         let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
         let parts = Parallel.cores
         guard parts > 1, m * n * k >= gemmSplitThreshold, max(m, n) >= 32 * parts else {
-            sgemm(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta)
+            sgemm(a, b, c, m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
+                  alpha: alpha, beta: beta)
             return
         }
         // Each part reads all of the operand that is not split: split the side whose other operand is smaller
@@ -37,19 +38,20 @@ extension Ops {
             guard hi > lo else { return }
             if splitN {
                 let bp = transB ? b + lo * ldb : b + lo
-                sgemm(a, bp, c + lo, m: m, n: hi - lo, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
-                      alpha: alpha, beta: beta)
+                sgemm(a, bp, c + lo, m: m, n: hi - lo, k: k, transA: transA, transB: transB,
+                      lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta)
             } else {
                 let ap = transA ? a + lo : a + lo * lda
-                sgemm(ap, b, c + lo * ldc, m: hi - lo, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc,
-                      alpha: alpha, beta: beta)
+                sgemm(ap, b, c + lo * ldc, m: hi - lo, n: n, k: k, transA: transA, transB: transB,
+                      lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta)
             }
         }
     }
 
     @inline(__always)
     static func sgemm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                      m: Int, n: Int, k: Int, transA: Bool, transB: Bool, lda: Int, ldb: Int, ldc: Int, alpha: Float, beta: Float) {
+                      m: Int, n: Int, k: Int, transA: Bool, transB: Bool, lda: Int, ldb: Int, ldc: Int,
+                      alpha: Float, beta: Float) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

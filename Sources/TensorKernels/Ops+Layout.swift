@@ -34,9 +34,10 @@ extension Ops {
         upsampleNearest(x, height: 2 * x.shape[2], width: 2 * x.shape[3])
     }
 
-    /// Nearest-neighbour resize of [B, C, H, W] to `height` × `width`, PyTorch's `F.interpolate(size:, mode="nearest")`:
-    /// output row i reads input row min(⌊i·H/height⌋, H − 1) (exactly i/2 when height = 2H). diffusers' UNet upsamples
-    /// this way to the skip connection's size when the latent is not a multiple of 2^(up blocks).
+    /// Nearest-neighbour resize of [B, C, H, W] to `height` × `width`, PyTorch's
+    /// `F.interpolate(size:, mode="nearest")`: output row i reads input row min(⌊i·H/height⌋, H − 1) (exactly i/2
+    /// when height = 2H). diffusers' UNet upsamples this way to the skip connection's size when the latent is not a
+    /// multiple of 2^(up blocks).
     public static func upsampleNearest(_ x: Tensor, height oh: Int, width ow: Int) -> Tensor {
         return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -74,10 +75,14 @@ extension Ops {
         let inner = shape[(dim + 1)...].reduce(1, *)
         var offset = 0
         for t in ts {
-            precondition(t.rank == shape.count && zip(t.shape, shape).enumerated().allSatisfy { $0.offset == dim || $0.element.0 == $0.element.1 },
+            precondition(t.rank == shape.count && zip(t.shape, shape).enumerated().allSatisfy {
+                             $0.offset == dim || $0.element.0 == $0.element.1
+                         },
                          "concat: \(t.shape) does not fit \(shape) on dim \(dim)")
             let run = t.shape[dim] * inner
-            for o in 0..<outer { (out.data + o * shape[dim] * inner + offset).update(from: t.data + o * run, count: run) }
+            for o in 0..<outer {
+                (out.data + o * shape[dim] * inner + offset).update(from: t.data + o * run, count: run)
+            }
             offset += run
         }
         return out
@@ -95,7 +100,9 @@ extension Ops {
             shape[dim] = size
             let t = Tensor(shape: shape)
             let run = size * inner
-            for o in 0..<outer { (t.data + o * run).update(from: x.data + o * x.shape[dim] * inner + offset, count: run) }
+            for o in 0..<outer {
+                (t.data + o * run).update(from: x.data + o * x.shape[dim] * inner + offset, count: run)
+            }
             offset += run
             return t
         }

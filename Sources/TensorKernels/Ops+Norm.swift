@@ -2,7 +2,8 @@ import Foundation
 
 extension Ops {
     /// GroupNorm over x [B, C, ...spatial] with per-channel affine; optional fused SiLU.
-    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false) -> Tensor {
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float,
+                                 silu: Bool = false) -> Tensor {
         return Profiler.measure(silu ? "groupnorm+silu" : "groupnorm") {
         let b = x.shape[0], c = x.shape[1]
         precondition(c % groups == 0, "groupNorm: \(c) channels in \(groups) groups")

@@ -24,7 +24,8 @@ extension Ops {
     }
 
     /// softmax(q·kᵀ·scale + w)·v for head sizes d % 8 == 0; shapes as in `attention` (no causal mask).
-    static func tiledAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int, keyLogWeights: Tensor?) -> Tensor {
+    static func tiledAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
+                               keyLogWeights: Tensor?) -> Tensor {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1], d = c / heads
         let nkPad = (nk + 15) / 16 * 16
@@ -72,15 +73,19 @@ extension Ops {
             while k0 < nkPad {
                 let cols = min(kb, nkPad - k0)
                 for r in stride(from: 0, to: tileRows, by: 6) {
-                    let (p0, p1, p2, p3, p4, p5) = (qRow(r), qRow(r + 1), qRow(r + 2), qRow(r + 3), qRow(r + 4), qRow(r + 5))
+                    let (p0, p1, p2, p3, p4, p5) = (qRow(r), qRow(r + 1), qRow(r + 2), qRow(r + 3), qRow(r + 4),
+                                                    qRow(r + 5))
                     for j in stride(from: 0, to: cols, by: 16) {
-                        scoreTile(p0, p1, p2, p3, p4, p5, ktd + (k0 + j) * d, ldk: 16, d: d, scores + r * cols + j, lds: cols)
+                        scoreTile(p0, p1, p2, p3, p4, p5, ktd + (k0 + j) * d, ldk: 16, d: d, scores + r * cols + j,
+                                  lds: cols)
                     }
                 }
                 let valid = min(cols, nk - k0) // padded keys beyond nk are masked
                 for r in 0..<tileRows {
                     let s = scores + r * cols
-                    let m = keyLogWeights.map { addMax(s, valid, weights: UnsafePointer($0.data + bi * nk + k0), start: state.rowMax[r]) }
+                    let m = keyLogWeights.map {
+                        addMax(s, valid, weights: UnsafePointer($0.data + bi * nk + k0), start: state.rowMax[r])
+                    }
                         ?? maximum(s, valid, start: state.rowMax[r])
                     for j in valid..<cols { s[j] = 0 }
                     state.step(row: r, s, valid, blockMax: m)
@@ -88,10 +93,14 @@ extension Ops {
                 for r in stride(from: 0, to: tileRows, by: 6) {
                     var e = 0
                     while e + 16 <= d {
-                        valueTile16(scores + r * cols, lds: cols, vpd + k0 * d + e, ldv: d, keys: cols, acc + r * d + e, lda: d)
+                        valueTile16(scores + r * cols, lds: cols, vpd + k0 * d + e, ldv: d, keys: cols,
+                                    acc + r * d + e, lda: d)
                         e += 16
                     }
-                    if e < d { valueTile8(scores + r * cols, lds: cols, vpd + k0 * d + e, ldv: d, keys: cols, acc + r * d + e, lda: d) }
+                    if e < d {
+                        valueTile8(scores + r * cols, lds: cols, vpd + k0 * d + e, ldv: d, keys: cols,
+                                   acc + r * d + e, lda: d)
+                    }
                 }
                 k0 += cols
             }
@@ -102,12 +111,14 @@ extension Ops {
 
     /// s[j] ← s[j] + w[j] for j < n; returns max(start, max s).
     @inline(__always)
-    static func addMax(_ s: UnsafeMutablePointer<Float>, _ n: Int, weights: UnsafePointer<Float>, start: Float) -> Float {
+    static func addMax(_ s: UnsafeMutablePointer<Float>, _ n: Int, weights: UnsafePointer<Float>,
+                       start: Float) -> Float {
         var m = SIMD8<Float>(repeating: start)
         let raw = UnsafeMutableRawPointer(s), wr = UnsafeRawPointer(weights)
         var j = 0
         while j + 8 <= n {
-            let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) + wr.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+            let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                + wr.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
             raw.storeBytes(of: x, toByteOffset: j * 4, as: SIMD8<Float>.self)
             m = vmax(m, x)
             j += 8
@@ -136,7 +147,8 @@ extension Ops {
     static func valueTile16(_ p: UnsafePointer<Float>, lds: Int, _ v: UnsafePointer<Float>, ldv: Int, keys: Int,
                             _ acc: UnsafeMutablePointer<Float>, lda: Int) {
         var tile = Tile6x16(loading: acc, rowStride: lda)
-        tile.accumulate(rows: (p, p + lds, p + 2 * lds, p + 3 * lds, p + 4 * lds, p + 5 * lds), v, ldb: ldv, steps: keys)
+        tile.accumulate(rows: (p, p + lds, p + 2 * lds, p + 3 * lds, p + 4 * lds, p + 5 * lds), v, ldb: ldv,
+                        steps: keys)
         tile.store(to: acc, rowStride: lda)
     }
 
@@ -145,9 +157,12 @@ extension Ops {
     static func valueTile8(_ p: UnsafePointer<Float>, lds: Int, _ v: UnsafePointer<Float>, ldv: Int, keys: Int,
                            _ acc: UnsafeMutablePointer<Float>, lda: Int) {
         let o = UnsafeMutableRawPointer(acc), row = lda * 4
-        var a0 = o.loadUnaligned(as: SIMD8<Float>.self), a1 = o.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self)
-        var a2 = o.loadUnaligned(fromByteOffset: 2 * row, as: SIMD8<Float>.self), a3 = o.loadUnaligned(fromByteOffset: 3 * row, as: SIMD8<Float>.self)
-        var a4 = o.loadUnaligned(fromByteOffset: 4 * row, as: SIMD8<Float>.self), a5 = o.loadUnaligned(fromByteOffset: 5 * row, as: SIMD8<Float>.self)
+        var a0 = o.loadUnaligned(as: SIMD8<Float>.self)
+        var a1 = o.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self)
+        var a2 = o.loadUnaligned(fromByteOffset: 2 * row, as: SIMD8<Float>.self)
+        var a3 = o.loadUnaligned(fromByteOffset: 3 * row, as: SIMD8<Float>.self)
+        var a4 = o.loadUnaligned(fromByteOffset: 4 * row, as: SIMD8<Float>.self)
+        var a5 = o.loadUnaligned(fromByteOffset: 5 * row, as: SIMD8<Float>.self)
         var vr = UnsafeRawPointer(v)
         for j in 0..<keys {
             let v0 = vr.loadUnaligned(as: SIMD8<Float>.self)
@@ -160,16 +175,19 @@ extension Ops {
             vr += ldv * 4
         }
         o.storeBytes(of: a0, as: SIMD8<Float>.self); o.storeBytes(of: a1, toByteOffset: row, as: SIMD8<Float>.self)
-        o.storeBytes(of: a2, toByteOffset: 2 * row, as: SIMD8<Float>.self); o.storeBytes(of: a3, toByteOffset: 3 * row, as: SIMD8<Float>.self)
-        o.storeBytes(of: a4, toByteOffset: 4 * row, as: SIMD8<Float>.self); o.storeBytes(of: a5, toByteOffset: 5 * row, as: SIMD8<Float>.self)
+        o.storeBytes(of: a2, toByteOffset: 2 * row, as: SIMD8<Float>.self)
+        o.storeBytes(of: a3, toByteOffset: 3 * row, as: SIMD8<Float>.self)
+        o.storeBytes(of: a4, toByteOffset: 4 * row, as: SIMD8<Float>.self)
+        o.storeBytes(of: a5, toByteOffset: 5 * row, as: SIMD8<Float>.self)
     }
 }
 
 /// Six rows × 16 columns of f32 accumulators (12 ymm registers once inlined): the register tile of both attention
 /// products.
 struct Tile6x16 {
-    var r0 = (SIMD8<Float>(), SIMD8<Float>()), r1 = (SIMD8<Float>(), SIMD8<Float>()), r2 = (SIMD8<Float>(), SIMD8<Float>())
-    var r3 = (SIMD8<Float>(), SIMD8<Float>()), r4 = (SIMD8<Float>(), SIMD8<Float>()), r5 = (SIMD8<Float>(), SIMD8<Float>())
+    var r0 = (SIMD8<Float>(), SIMD8<Float>()), r1 = (SIMD8<Float>(), SIMD8<Float>())
+    var r2 = (SIMD8<Float>(), SIMD8<Float>()), r3 = (SIMD8<Float>(), SIMD8<Float>())
+    var r4 = (SIMD8<Float>(), SIMD8<Float>()), r5 = (SIMD8<Float>(), SIMD8<Float>())
 
     init() {}
 
@@ -185,13 +203,14 @@ struct Tile6x16 {
 
     /// row i += Σ_k x_i[k] · b[k·ldb ..< k·ldb + 16] over k < steps.
     @inline(__always)
-    mutating func accumulate(rows x: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
-                                      UnsafePointer<Float>, UnsafePointer<Float>),
+    mutating func accumulate(rows x: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                      UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
                              _ b: UnsafePointer<Float>, ldb: Int, steps: Int) {
         var bp = UnsafeRawPointer(b)
         for k in 0..<steps {
             accumulate(x.0[k], x.1[k], x.2[k], x.3[k], x.4[k], x.5[k],
-                       bp.loadUnaligned(as: SIMD8<Float>.self), bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+                       bp.loadUnaligned(as: SIMD8<Float>.self),
+                       bp.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
             bp += ldb * 4
         }
     }

@@ -8,7 +8,8 @@ public final class WinogradWeight: @unchecked Sendable {
     public let u: Tensor
 
     public init(_ weight: Tensor) {
-        precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3, "Winograd weight needs [O, C, 3, 3], got \(weight.shape)")
+        precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3,
+                     "Winograd weight needs [O, C, 3, 3], got \(weight.shape)")
         let (o, c) = (weight.shape[0], weight.shape[1])
         outChannels = o
         inChannels = c
@@ -19,9 +20,12 @@ public final class WinogradWeight: @unchecked Sendable {
             for ic in 0..<c {
                 let k = wd + (oc * c + ic) * 9
                 var t = SIMD16<Float>() // G·g: 4×3 (on the stack: this runs once per (O, C) pair at model load)
-                for i in 0..<4 { for j in 0..<3 { t[i * 3 + j] = g[i][0] * k[j] + g[i][1] * k[3 + j] + g[i][2] * k[6 + j] } }
+                for i in 0..<4 { for j in 0..<3 {
+                    t[i * 3 + j] = g[i][0] * k[j] + g[i][1] * k[3 + j] + g[i][2] * k[6 + j]
+                } }
                 for i in 0..<4 { for j in 0..<4 {
-                    ud[((i * 4 + j) * o + oc) * c + ic] = t[i * 3] * g[j][0] + t[i * 3 + 1] * g[j][1] + t[i * 3 + 2] * g[j][2]
+                    ud[((i * 4 + j) * o + oc) * c + ic] =
+                        t[i * 3] * g[j][0] + t[i * 3 + 1] * g[j][1] + t[i * 3 + 2] * g[j][2]
                 } }
             }
         }

@@ -28,7 +28,9 @@ public enum Profiler {
         lock.lock(); defer { lock.unlock() }
         let total = totals.values.reduce(0) { $0 + $1.seconds }
         return totals.sorted { $0.value.seconds > $1.value.seconds }.map {
-            String(format: "%@ %8.3f s %5.1f%% %7d calls", $0.key.padding(toLength: 18, withPad: " ", startingAt: 0), $0.value.seconds, 100 * $0.value.seconds / max(total, 1e-12), $0.value.calls)
-        }.joined(separator: "\n") + String(format: "\n%@ %8.3f s", "total".padding(toLength: 18, withPad: " ", startingAt: 0), total)
+            String(format: "%@ %8.3f s %5.1f%% %7d calls", $0.key.padding(toLength: 18, withPad: " ", startingAt: 0),
+                   $0.value.seconds, 100 * $0.value.seconds / max(total, 1e-12), $0.value.calls)
+        }.joined(separator: "\n")
+            + String(format: "\n%@ %8.3f s", "total".padding(toLength: 18, withPad: " ", startingAt: 0), total)
     }
 }

@@ -83,7 +83,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// A view of `count(shape)` elements starting at `offset` of `storage`.
     public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
         let n = shape.reduce(1, *)
-        precondition(offset >= 0 && offset + n <= storage.count, "view \(shape) at \(offset) outside storage of \(storage.count)")
+        precondition(offset >= 0 && offset + n <= storage.count,
+                     "view \(shape) at \(offset) outside storage of \(storage.count)")
         self.shape = shape
         count = n
         self.storage = storage
@@ -107,9 +108,11 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// Rows [start, start+length) along the first dimension, sharing storage.
     public func slice(first start: Int, length: Int) -> Tensor {
-        precondition(rank >= 1 && start >= 0 && start + length <= shape[0], "slice \(start)..<\(start + length) of \(shape)")
+        precondition(rank >= 1 && start >= 0 && start + length <= shape[0],
+                     "slice \(start)..<\(start + length) of \(shape)")
         let inner = shape.dropFirst().reduce(1, *)
-        return Tensor(shape: [length] + shape.dropFirst(), storage: storage, offset: (data - storage.pointer) + start * inner)
+        return Tensor(shape: [length] + shape.dropFirst(), storage: storage,
+                      offset: (data - storage.pointer) + start * inner)
     }
 
     /// A deep copy with its own storage.

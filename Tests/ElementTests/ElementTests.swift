@@ -15,7 +15,8 @@ final class ElementTests: XCTestCase {
         .appendingPathComponent("Fixtures/tiny-sd1").path
 
     func videoOnly(window: Int, extra: String = "") throws -> Pipeline {
-        try Pipeline("appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=\(window) \(extra) ! appsink name=sink sync=false")
+        try Pipeline("appsrc name=video format=time caps=\(rgbCaps(w, h)) "
+                         + "! ocdedit name=e window-size=\(window) \(extra) ! appsink name=sink sync=false")
     }
 
     /// Every frame comes back once, in order, with its PTS, for windows that do and do not divide the stream.
@@ -28,7 +29,8 @@ final class ElementTests: XCTestCase {
                 p.endVideo()
                 let (frames, eos) = p.collect()
                 XCTAssertTrue(eos, "window \(window), \(count) frames: no EOS")
-                XCTAssertEqual(frames.map(\.pts), (0..<count).map { UInt($0) * frameNs }, "window \(window), \(count) frames")
+                XCTAssertEqual(frames.map(\.pts), (0..<count).map { UInt($0) * frameNs },
+                               "window \(window), \(count) frames")
                 XCTAssertEqual(frames.map(\.duration), Array(repeating: frameNs, count: count))
                 XCTAssertEqual(frames.map { $0.bytes[0] }, (0..<count).map { UInt8($0) }, "pass-through changed pixels")
             }
@@ -46,13 +48,18 @@ final class ElementTests: XCTestCase {
 
     /// Generated streams: 21 frames at 25 fps, a GRAY8 mask of another size and rate (or none), RGB and I420.
     func testGeneratedStreams() throws {
-        let mask = "videotestsrc pattern=ball num-buffers=30 ! video/x-raw,format=GRAY8,width=40,height=30,framerate=30/1 ! e.mask"
+        let mask = "videotestsrc pattern=ball num-buffers=30 "
+            + "! video/x-raw,format=GRAY8,width=40,height=30,framerate=30/1 ! e.mask"
         for (format, maskBranch) in [("RGB", mask), ("RGB", ""), ("I420", mask), ("I420", "")] {
-            let p = try Pipeline("videotestsrc num-buffers=21 ! video/x-raw,format=\(format),width=64,height=48,framerate=25/1 ! ocdedit name=e window-size=8 ! appsink name=sink sync=false \(maskBranch)")
+            let p = try Pipeline("""
+                videotestsrc num-buffers=21 ! video/x-raw,format=\(format),width=64,height=48,framerate=25/1 \
+                ! ocdedit name=e window-size=8 ! appsink name=sink sync=false \(maskBranch)
+                """)
             p.play()
             let (frames, eos) = p.collect()
             XCTAssertTrue(eos, "\(format) mask=\(!maskBranch.isEmpty)")
-            XCTAssertEqual(frames.map(\.pts), (0..<21).map { UInt($0) * frameNs }, "\(format) mask=\(!maskBranch.isEmpty)")
+            XCTAssertEqual(frames.map(\.pts), (0..<21).map { UInt($0) * frameNs },
+                           "\(format) mask=\(!maskBranch.isEmpty)")
         }
     }
 
@@ -60,7 +67,8 @@ final class ElementTests: XCTestCase {
     /// 10 fps, frames at 25 fps, so frame i must be tinted in the stripe of mask ⌊40i/100⌋ (newest at or before it).
     func testMaskMatchedByRunningTime() throws {
         let p = try Pipeline("""
-            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=3 preview-mask=true ! appsink name=sink sync=false \
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=3 preview-mask=true \
+            ! appsink name=sink sync=false \
             appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=32,height=24,framerate=10/1 ! e.mask
             """)
         p.play()
@@ -91,8 +99,10 @@ final class ElementTests: XCTestCase {
         for format in ["RGB", "BGRx"] {
             let bpp = format == "RGB" ? 3 : 4
             let p = try Pipeline("""
-                appsrc name=video format=time caps=\(rgbCaps(w, h, format: format)) ! ocdedit name=e window-size=2 preview-mask=true mask-threshold=100 ! appsink name=sink sync=false \
-                appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1 ! e.mask
+                appsrc name=video format=time caps=\(rgbCaps(w, h, format: format)) \
+                ! ocdedit name=e window-size=2 preview-mask=true mask-threshold=100 ! appsink name=sink sync=false \
+                appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1 \
+                ! e.mask
                 """)
             p.play()
             var m = [UInt8](repeating: 0, count: w * h)
@@ -184,7 +194,10 @@ final class ElementTests: XCTestCase {
 
     /// The latency query reports the window: window-size × frame duration (plus the edit time, zero here).
     func testLatencyReportsWindow() throws {
-        let p = try Pipeline("videotestsrc is-live=true ! video/x-raw,format=RGB,width=64,height=48,framerate=25/1 ! ocdedit name=e window-size=6 ! appsink name=sink sync=false")
+        let p = try Pipeline("""
+            videotestsrc is-live=true ! video/x-raw,format=RGB,width=64,height=48,framerate=25/1 \
+            ! ocdedit name=e window-size=6 ! appsink name=sink sync=false
+            """)
         p.play()
         _ = gst_app_sink_try_pull_sample(p.sink, 5_000_000_000).map { gst_sample_unref($0) }
         let src = gst_element_get_static_pad(p.element, "src")!
@@ -236,10 +249,13 @@ final class ElementTests: XCTestCase {
             let r = feather / 2
             for y in 0..<H { for x in 0..<W {
                 var near = false
-                for yy in max(0, y - r)...min(H - 1, y + r) { for xx in max(0, x - r)...min(W - 1, x + r) where masks[i][yy * W + xx] > 0 { near = true } }
+                for yy in max(0, y - r)...min(H - 1, y + r) {
+                    for xx in max(0, x - r)...min(W - 1, x + r) where masks[i][yy * W + xx] > 0 { near = true }
+                }
                 let k = y * W + x
                 if !near {
-                    XCTAssertEqual(Array(f.bytes[(3 * k)..<(3 * k + 3)]), Array(inputs[i][(3 * k)..<(3 * k + 3)]), "frame \(i) (\(x),\(y)) changed outside the mask")
+                    XCTAssertEqual(Array(f.bytes[(3 * k)..<(3 * k + 3)]), Array(inputs[i][(3 * k)..<(3 * k + 3)]),
+                                   "frame \(i) (\(x),\(y)) changed outside the mask")
                 } else if masks[i][k] > 0 && f.bytes[3 * k..<3 * k + 3] != inputs[i][3 * k..<3 * k + 3] {
                     changedInBall += 1
                 }
@@ -276,7 +292,9 @@ final class ElementTests: XCTestCase {
         XCTAssertEqual(frames.map(\.pts), (0..<4).map { UInt($0) * frameNs })
         for (i, f) in frames.enumerated() {
             var changed = 0
-            for k in 0..<(w * h) where f.bytes[(3 * k)..<(3 * k + 3)] != inputs[i][(3 * k)..<(3 * k + 3)] { changed += 1 }
+            for k in 0..<(w * h) where f.bytes[(3 * k)..<(3 * k + 3)] != inputs[i][(3 * k)..<(3 * k + 3)] {
+                changed += 1
+            }
             XCTAssertGreaterThan(changed, 0, "frame \(i) was not edited")
             XCTAssertLessThan(changed, w * h, "frame \(i): the automatic mask covered every pixel")
         }

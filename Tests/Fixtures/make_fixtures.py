@@ -221,12 +221,15 @@ def tiny_pipeline(name, sd2, tokenizer_dir, seed):
     sample = torch.randn(2, 4, 8, 12, generator=g)
     timestep = torch.tensor([10.0, 637.0])
     ehs = torch.randn(2, 77, 32, generator=g)
-    save_file({"sample": sample, "timestep": timestep, "encoder_hidden_states": ehs}, os.path.join(ref, "unet_in.safetensors"))
-    save_file({"sample": unet(sample, timestep, encoder_hidden_states=ehs).sample.contiguous()}, os.path.join(ref, "unet_out.safetensors"))
+    save_file({"sample": sample, "timestep": timestep, "encoder_hidden_states": ehs},
+              os.path.join(ref, "unet_in.safetensors"))
+    save_file({"sample": unet(sample, timestep, encoder_hidden_states=ehs).sample.contiguous()},
+              os.path.join(ref, "unet_out.safetensors"))
 
     image = torch.rand(2, 3, 32, 48, generator=g) * 2 - 1
     save_file({"sample": image}, os.path.join(ref, "vae_encode_in.safetensors"))
-    save_file({"latent_mean": vae.encode(image).latent_dist.mean.contiguous()}, os.path.join(ref, "vae_encode_out.safetensors"))
+    save_file({"latent_mean": vae.encode(image).latent_dist.mean.contiguous()},
+              os.path.join(ref, "vae_encode_out.safetensors"))
     latent = torch.randn(2, 4, 4, 6, generator=g)
     save_file({"latent": latent}, os.path.join(ref, "vae_decode_in.safetensors"))
     save_file({"sample": vae.decode(latent).sample.contiguous()}, os.path.join(ref, "vae_decode_out.safetensors"))
@@ -238,7 +241,8 @@ def tiny_pipeline(name, sd2, tokenizer_dir, seed):
     tok = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
     ids = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     hidden = text_encoder(ids).last_hidden_state
-    save_file({"input_ids": ids.to(torch.int64), "last_hidden_state": hidden.contiguous()}, os.path.join(ref, "text_encoder_out.safetensors"))
+    save_file({"input_ids": ids.to(torch.int64), "last_hidden_state": hidden.contiguous()},
+              os.path.join(ref, "text_encoder_out.safetensors"))
     print(f"{name}: written")
     return folder
 
@@ -255,7 +259,8 @@ def odd_size_fixture(name, seed):
     ref = os.path.join(folder, "reference")
     with torch.no_grad():
         out = unet(sample, timestep, encoder_hidden_states=ehs).sample.contiguous()
-    save_file({"sample": sample, "timestep": timestep, "encoder_hidden_states": ehs}, os.path.join(ref, "unet_odd_in.safetensors"))
+    save_file({"sample": sample, "timestep": timestep, "encoder_hidden_states": ehs},
+              os.path.join(ref, "unet_odd_in.safetensors"))
     save_file({"sample": out}, os.path.join(ref, "unet_odd_out.safetensors"))
     print(f"{name}: odd-size UNet reference written")
 

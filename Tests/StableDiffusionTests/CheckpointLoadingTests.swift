@@ -19,7 +19,8 @@ final class CheckpointLoadingTests: XCTestCase {
         try? FileManager.default.removeItem(at: folder)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let src = Fixtures.url("tiny-sd1/vae")
-        try FileManager.default.copyItem(at: src.appendingPathComponent("config.json"), to: folder.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(at: src.appendingPathComponent("config.json"),
+                                         to: folder.appendingPathComponent("config.json"))
         var data = try Data(contentsOf: src.appendingPathComponent("diffusion_pytorch_model.safetensors"))
         edit(&data)
         try data.write(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors"))
@@ -45,7 +46,9 @@ final class CheckpointLoadingTests: XCTestCase {
             XCTFail("loading succeeded", file: file, line: line)
         } catch let e as ModelError {
             XCTAssertFalse(e.message.contains("\n"), "not one line: \(e.message)", file: file, line: line)
-            for w in words { XCTAssertTrue(e.message.contains(w), "'\(e.message)' lacks '\(w)'", file: file, line: line) }
+            for w in words {
+                XCTAssertTrue(e.message.contains(w), "'\(e.message)' lacks '\(w)'", file: file, line: line)
+            }
         } catch {
             XCTFail("unexpected error \(error)", file: file, line: line)
         }
@@ -56,7 +59,8 @@ final class CheckpointLoadingTests: XCTestCase {
     }
 
     func testTruncatedFile() throws {
-        assertLoadFails(try vaeFolder { $0 = $0.prefix($0.count - 100) }, contains: ["outside the data area", "truncated"])
+        assertLoadFails(try vaeFolder { $0 = $0.prefix($0.count - 100) },
+                        contains: ["outside the data area", "truncated"])
         assertLoadFails(try vaeFolder { $0 = $0.prefix(5) }, contains: ["truncated"])
     }
 

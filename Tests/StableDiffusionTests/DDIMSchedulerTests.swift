@@ -33,7 +33,8 @@ final class DDIMSchedulerTests: XCTestCase {
             let ts = s.timesteps(steps: steps)
             var worstStep: Float = 0, worstInv: Float = 0
             for i in 0..<steps {
-                let x = samples.slice(first: i, length: 1).reshaped(shape), e = outputs.slice(first: i, length: 1).reshaped(shape)
+                let x = samples.slice(first: i, length: 1).reshaped(shape)
+                let e = outputs.slice(first: i, length: 1).reshaped(shape)
                 let out = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps)
                 for j in 0..<per { worstStep = max(worstStep, abs(out.data[j] - stepped.data[i * per + j])) }
                 if prediction == "epsilon" {
@@ -50,7 +51,8 @@ final class DDIMSchedulerTests: XCTestCase {
     /// Inverting with the model output that sampling used, then stepping back, returns the sample.
     func testInversionUndoesStep() throws {
         let s = try scheduler()
-        let x = Tensor.randomNormal(shape: [1, 4, 2, 2], seed: 1), eps = Tensor.randomNormal(shape: [1, 4, 2, 2], seed: 2)
+        let x = Tensor.randomNormal(shape: [1, 4, 2, 2], seed: 1)
+        let eps = Tensor.randomNormal(shape: [1, 4, 2, 2], seed: 2)
         let up = s.inversionStep(modelOutput: eps, timestep: 501, sample: x, steps: 50)
         let back = s.step(modelOutput: eps, timestep: 501, sample: up, steps: 50)
         for i in 0..<x.count { XCTAssertEqual(back.data[i], x.data[i], accuracy: 1e-5) }

@@ -60,7 +60,9 @@ final class ModelParityTests: XCTestCase {
             let model = try CLIPTextModel(folder: Fixtures.url("\(name)/text_encoder"))
             let ref = try Fixtures.tensors("\(name)/reference/text_encoder_out.safetensors")
             let ids = try ref.int64s("input_ids")
-            let rows = stride(from: 0, to: ids.values.count, by: 77).map { ids.values[$0..<($0 + 77)].map { Int32($0) } }
+            let rows = stride(from: 0, to: ids.values.count, by: 77).map {
+                ids.values[$0..<($0 + 77)].map { Int32($0) }
+            }
             let out = model(rows)
             let expected = try ref.tensor("last_hidden_state")
             let err = relativeMaxError(out, expected)

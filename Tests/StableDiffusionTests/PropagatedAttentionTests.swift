@@ -39,7 +39,9 @@ final class PropagatedAttentionTests: XCTestCase {
         let t: [Float] = [500, 500]
         let plain = unet(sample, timesteps: t, encoderHiddenStates: context)
 
-        let everyItem = Hooks { x, _ in PropagatedSelfAttention(computed: [0, 1], groups: self.ownTokens(x, [0, 1]), sources: [:]) }
+        let everyItem = Hooks { x, _ in
+            PropagatedSelfAttention(computed: [0, 1], groups: self.ownTokens(x, [0, 1]), sources: [:])
+        }
         let a = unet(sample, timesteps: t, encoderHiddenStates: context, hooks: everyItem)
         XCTAssertGreaterThan(everyItem.calls, 0)
         XCTAssertLessThan(maxDifference(a, plain), 1e-5)

@@ -20,7 +20,8 @@ final class TokenizerTests: XCTestCase {
             let got = tok.inputIds(prompt).map(Int.init)
             if got != want {
                 mismatches += 1
-                XCTFail("prompt \(prompt.debugDescription): got \(got.prefix(eosAt + 2)) want \(want.prefix(eosAt + 2))")
+                XCTFail("prompt \(prompt.debugDescription): got \(got.prefix(eosAt + 2)) "
+                            + "want \(want.prefix(eosAt + 2))")
             }
         }
         XCTAssertEqual(mismatches, 0)

@@ -15,7 +15,8 @@ final class KernelTests: XCTestCase {
     }
 
     func testConv2dMatchesNaive() {
-        for (stride, pad, k) in [(1, (1, 1, 1, 1), 3), (2, (1, 1, 1, 1), 3), (2, (0, 0, 1, 1), 3), (1, (0, 0, 0, 0), 1)] {
+        for (stride, pad, k) in [(1, (1, 1, 1, 1), 3), (2, (1, 1, 1, 1), 3), (2, (0, 0, 1, 1), 3),
+                                 (1, (0, 0, 0, 0), 1)] {
             let x = random([2, 3, 7, 9], 1), w = random([5, 3, k, k], 2), bias = random([5], 3)
             let y = Ops.conv2d(x, weight: w, bias: bias, stride: stride, pad: (pad.0, pad.1, pad.2, pad.3))
             let oh = (7 + pad.0 + pad.2 - k) / stride + 1, ow = (9 + pad.1 + pad.3 - k) / stride + 1
@@ -34,7 +35,8 @@ final class KernelTests: XCTestCase {
             assertClose(y, ref, "conv stride \(stride) pad \(pad) k \(k)")
             // Without bias (the GEMM overwrites instead of accumulating): the same minus the bias.
             let plain = Ops.conv2d(x, weight: w, bias: nil, stride: stride, pad: (pad.0, pad.1, pad.2, pad.3))
-            assertClose(plain, ref.enumerated().map { $0.element - bias.data[($0.offset / (oh * ow)) % 5] }, "conv without bias")
+            assertClose(plain, ref.enumerated().map { $0.element - bias.data[($0.offset / (oh * ow)) % 5] },
+                        "conv without bias")
         }
     }
 
@@ -71,7 +73,8 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(l.shape, [3, 4, 5])
         var lref = [Float](repeating: 0, count: 60)
         for r in 0..<12 { for o in 0..<5 {
-            lref[r * 5 + o] = bias.data[o] + (0..<6).reduce(Float(0)) { $0 + x.data[r * 6 + $1] * weight.data[o * 6 + $1] }
+            lref[r * 5 + o] = bias.data[o]
+                + (0..<6).reduce(Float(0)) { $0 + x.data[r * 6 + $1] * weight.data[o * 6 + $1] }
         } }
         assertClose(l, lref, "linear")
 
@@ -88,8 +91,9 @@ final class KernelTests: XCTestCase {
     /// Online-softmax attention against the full softmax(QKᵀ/√d + w)V, over several key blocks: the BLAS path
     /// (head size 4, causal) and the tiled SIMD path (head sizes 8 and 40, ragged query rows and key panels).
     func testAttentionMatchesFullSoftmax() {
-        for (nq, nk, causal, weighted, d) in [(300, 1500, false, true, 4), (77, 77, true, false, 4), (5, 2100, false, false, 4),
-                                              (50, 300, false, true, 40), (97, 77, false, false, 8), (7, 1030, false, true, 8)] {
+        for (nq, nk, causal, weighted, d) in [(300, 1500, false, true, 4), (77, 77, true, false, 4),
+                                              (5, 2100, false, false, 4), (50, 300, false, true, 40),
+                                              (97, 77, false, false, 8), (7, 1030, false, true, 8)] {
             let heads = 2, c = heads * d
             let q = random([2, nq, c], 12), k = random([2, nk, c], 13), v = random([2, nk, c], 14)
             let w = weighted ? Tensor.randomNormal(shape: [2, nk], seed: 15) : nil
@@ -99,7 +103,9 @@ final class KernelTests: XCTestCase {
                 var s = (0..<nk).map { j -> Double in
                     if causal && j > i { return -Double.infinity }
                     var t = 0.0
-                    for e in 0..<d { t += Double(q.data[(b * nq + i) * c + h * d + e]) * Double(k.data[(b * nk + j) * c + h * d + e]) }
+                    for e in 0..<d {
+                        t += Double(q.data[(b * nq + i) * c + h * d + e]) * Double(k.data[(b * nk + j) * c + h * d + e])
+                    }
                     return t / Double(d).squareRoot() + Double(w?.data[b * nk + j] ?? 0)
                 }
                 let m = s.max()!
@@ -124,7 +130,8 @@ final class KernelTests: XCTestCase {
         let u = Ops.upsampleNearest2x(x)
         XCTAssertEqual(u.shape, [2, 3, 8, 10])
         XCTAssertEqual(u.data[((1 * 3 + 1) * 8 + 5) * 10 + 7], x.data[((1 * 3 + 1) * 4 + 2) * 5 + 3])
-        // Any size: PyTorch's F.interpolate(size:, mode="nearest") picks input ⌊i·in/out⌋ (values printed by torch 2.15).
+        // Any size: PyTorch's F.interpolate(size:, mode="nearest") picks input ⌊i·in/out⌋ (values printed by
+        // torch 2.15).
         let row = Tensor(shape: [1, 1, 4, 3])
         for i in 0..<12 { row.data[i] = Float(i) }
         let r = Ops.upsampleNearest(row, height: 7, width: 7)
@@ -137,14 +144,17 @@ final class KernelTests: XCTestCase {
     }
 
     func testRandomIsReproducible() {
-        XCTAssertEqual(Tensor.randomNormal(shape: [1000], seed: 3).array, Tensor.randomNormal(shape: [1000], seed: 3).array)
-        XCTAssertNotEqual(Tensor.randomNormal(shape: [1000], seed: 3).array, Tensor.randomNormal(shape: [1000], seed: 4).array)
+        XCTAssertEqual(Tensor.randomNormal(shape: [1000], seed: 3).array,
+                       Tensor.randomNormal(shape: [1000], seed: 3).array)
+        XCTAssertNotEqual(Tensor.randomNormal(shape: [1000], seed: 3).array,
+                          Tensor.randomNormal(shape: [1000], seed: 4).array)
         let r = Tensor.randomNormal(shape: [100_000], seed: 9).array
         let mean = r.reduce(0, +) / Float(r.count)
         XCTAssertLessThan(abs(mean), 0.02)
     }
 
-    /// The vectorised exp behind softmax and SiLU: within 5e-7 relative of expf on [−87, 88) (inputs are clamped to 88), 0 for −∞.
+    /// The vectorised exp behind softmax and SiLU: within 5e-7 relative of expf on [−87, 88) (inputs are clamped to
+    /// 88), 0 for −∞.
     func testFastExp() {
         var worst: Float = 0
         var x: Float = -87
@@ -184,7 +194,8 @@ final class KernelTests: XCTestCase {
 
     /// Winograd F(2×2, 3×3) equals the im2col convolution (odd and even sizes, batch > 1, with and without bias).
     func testWinogradConvolution() {
-        for (n, c, o, h, w) in [(2, 5, 7, 6, 8), (3, 4, 3, 7, 5), (1, 16, 8, 1 + 2, 9), (1, 8, 4, 1, 1), (2, 3, 5, 19, 37), (1, 4, 4, 2, 16)] {
+        for (n, c, o, h, w) in [(2, 5, 7, 6, 8), (3, 4, 3, 7, 5), (1, 16, 8, 1 + 2, 9), (1, 8, 4, 1, 1),
+                                (2, 3, 5, 19, 37), (1, 4, 4, 2, 16)] {
             let x = Tensor.randomNormal(shape: [n, c, h, w], seed: 11)
             let wt = Tensor.randomNormal(shape: [o, c, 3, 3], seed: 12)
             let bias = Tensor.randomNormal(shape: [o], seed: 13)
@@ -193,7 +204,9 @@ final class KernelTests: XCTestCase {
                 let y = Ops.conv2dWinograd(x, weight: WinogradWeight(wt), bias: b)
                 XCTAssertEqual(y.shape, ref.shape)
                 var err: Float = 0, scale: Float = 0
-                for i in 0..<y.count { err = max(err, abs(y.data[i] - ref.data[i])); scale = max(scale, abs(ref.data[i])) }
+                for i in 0..<y.count {
+                    err = max(err, abs(y.data[i] - ref.data[i])); scale = max(scale, abs(ref.data[i]))
+                }
                 XCTAssertLessThan(err / scale, 1e-5, "\(n)×\(c)×\(h)×\(w) → \(o)")
             }
         }

@@ -61,14 +61,15 @@ final class BlendedModeTests: XCTestCase {
             s.processingSize = 128
             s.mode = .blended
             // The bundled model's random weights attend almost evenly to every word: after the 3×3 max-pool every cell
-            // is above 0.8 of the frame's peak (measured: coverage 1.00 at thresholds 0.3, 0.6 and 0.8; 0.51 and 0.75 at 0.9).
+            // is above 0.8 of the frame's peak (measured: coverage 1.00 at thresholds 0.3, 0.6 and 0.8; 0.51 and 0.75
+            // at 0.9).
             s.blendThreshold = 0.9
         }
     }
 
     /// With the bundled model: the composite mask lies inside the input mask and is narrower than it (the automatic
-    /// mask is a strict part of the frame), pixels beyond its feather are the input's bytes, the inside changes, and the
-    /// same seed gives the same bytes.
+    /// mask is a strict part of the frame), pixels beyond its feather are the input's bytes, the inside changes, and
+    /// the same seed gives the same bytes.
     func testBlendedEditStaysInsideTheAutomaticMask() throws {
         let pipe = try XCTUnwrap(DiffusionEditorTests.pipeline)
         let w = DiffusionEditorTests.window(frames: 2, width: 128, height: 96, radius: 30)

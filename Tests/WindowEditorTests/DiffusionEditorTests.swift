@@ -41,7 +41,8 @@ final class DiffusionEditorTests: XCTestCase {
         var y = [UInt8](repeating: 0, count: w * h), u = [UInt8](repeating: 128, count: cw * ch), v = u
         for yy in 0..<h { for xx in 0..<w {
             let i = yy * w + xx
-            let (l, cb, cr) = RGBImage.yuv(Float(f.planes[0][3 * i]) / 255, Float(f.planes[0][3 * i + 1]) / 255, Float(f.planes[0][3 * i + 2]) / 255)
+            let (l, cb, cr) = RGBImage.yuv(Float(f.planes[0][3 * i]) / 255, Float(f.planes[0][3 * i + 1]) / 255,
+                                           Float(f.planes[0][3 * i + 2]) / 255)
             y[i] = UInt8(min(max(l.rounded(), 0), 255))
             if yy % 2 == 0 && xx % 2 == 0 {
                 u[(yy / 2) * cw + xx / 2] = UInt8(min(max(cb.rounded(), 0), 255))
@@ -73,8 +74,10 @@ final class DiffusionEditorTests: XCTestCase {
     /// Null edit: target = source prompt, guidance 1, full strength: inversion then denoising gives back the latents.
     func testNullEditReconstructsLatents() throws {
         let pipe = try model()
-        let s = settings { $0.prompt = "a red car"; $0.guidanceScale = 1; $0.strength = 1; $0.steps = 20; $0.mode = .baseline
-            $0.inversionIterations = 12 }
+        let s = settings {
+            $0.prompt = "a red car"; $0.guidanceScale = 1; $0.strength = 1; $0.steps = 20; $0.mode = .baseline
+            $0.inversionIterations = 12
+        }
         let w = Self.window(frames: 4)
         let images = w.frames.map { RGBImage($0).resized(width: 64, height: 64) }
         let z0 = Ops.scale(pipe.vae.encode(ImageTensors.tensor(images)), pipe.vae.scalingFactor)
@@ -93,7 +96,8 @@ final class DiffusionEditorTests: XCTestCase {
         }
         mse /= Double(z0.count)
         let psnr = 10 * log10(Double(hi - lo) * Double(hi - lo) / max(mse, 1e-20))
-        print("null edit: latent PSNR \(String(format: "%.1f", psnr)) dB over range \(hi - lo), \(sampler.report.unetCalls) UNet calls")
+        print("null edit: latent PSNR \(String(format: "%.1f", psnr)) dB over range \(hi - lo), "
+                  + "\(sampler.report.unetCalls) UNet calls")
         XCTAssertEqual(sampler.report.unetCalls, 20 * 12 + 20)
         // Plain DDIM inversion is exact only in the limit of small steps, and the random tiny UNet's prediction moves
         // fast with its input (1 iteration: RMSE 1.24 against latents of mean |z| 0.04, i.e. nothing is kept).
@@ -105,8 +109,10 @@ final class DiffusionEditorTests: XCTestCase {
     func testSameSeedSameBytes() throws {
         let pipe = try model()
         let w = Self.window(frames: 3)
-        let a = try DiffusionWindowEditor(pipeline: pipe, settings: settings()).edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
-        let b = try DiffusionWindowEditor(pipeline: pipe, settings: settings()).edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
+        let a = try DiffusionWindowEditor(pipeline: pipe, settings: settings())
+            .edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
+        let b = try DiffusionWindowEditor(pipeline: pipe, settings: settings())
+            .edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
         XCTAssertEqual(a, b)
         XCTAssertNotEqual(a, w.frames, "the edit changed nothing")
     }
@@ -129,7 +135,8 @@ final class DiffusionEditorTests: XCTestCase {
                         let bytes: [(Int, Int)] = format == .rgb ? (0..<3).map { (0, 3 * k + $0) } : [(0, k)]
                         for (plane, o) in bytes {
                             if alpha.alpha[k] == 0 {
-                                XCTAssertEqual(out[i].planes[plane][o], w.frames[i].planes[plane][o], "\(format) \(mode) (\(x),\(y))")
+                                XCTAssertEqual(out[i].planes[plane][o], w.frames[i].planes[plane][o],
+                                               "\(format) \(mode) (\(x),\(y))")
                             } else if out[i].planes[plane][o] != w.frames[i].planes[plane][o] { changedInside += 1 }
                         }
                     } }
@@ -152,7 +159,9 @@ final class DiffusionEditorTests: XCTestCase {
     func testEmptyMaskReturnsInputWithoutUNet() throws {
         let pipe = try model()
         let w = Self.window(frames: 3)
-        let empty = w.masks.map { Mask(width: $0.width, height: $0.height, pixels: [UInt8](repeating: 0, count: $0.pixels.count)) }
+        let empty = w.masks.map {
+            Mask(width: $0.width, height: $0.height, pixels: [UInt8](repeating: 0, count: $0.pixels.count))
+        }
         let editor = try DiffusionWindowEditor(pipeline: pipe, settings: settings())
         let out = try editor.edit(frames: w.frames, masks: empty, isCancelled: Self.never)
         XCTAssertEqual(out, w.frames)
@@ -171,7 +180,8 @@ final class DiffusionEditorTests: XCTestCase {
         for i in 0..<2 { for (qx, qy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             var diff = 0
             for y in (qy * H / 2)..<((qy + 1) * H / 2) { for x in (qx * W / 2)..<((qx + 1) * W / 2) { for c in 0..<3 {
-                diff += abs(Int(out[i].planes[0][3 * (y * W + x) + c]) - Int(w.frames[i].planes[0][3 * (y * W + x) + c]))
+                diff += abs(Int(out[i].planes[0][3 * (y * W + x) + c])
+                                - Int(w.frames[i].planes[0][3 * (y * W + x) + c]))
             } } }
             XCTAssertGreaterThan(Double(diff) / Double(W * H / 4 * 3), 2, "frame \(i) quadrant \(qx),\(qy) unchanged")
         } }
@@ -190,7 +200,9 @@ final class DiffusionEditorTests: XCTestCase {
             reports[mode] = editor.lastReport.sampling
         }
         let base = reports[.baseline]!, ocd = reports[.ocd]!
-        print("baseline: \(base.unetTokenSteps) token-steps, \(base.attentionPairs) attention pairs; ocd: \(ocd.unetTokenSteps), \(ocd.attentionPairs), crop \(ocd.cropFraction), merged \(ocd.mergedTokens)")
+        print("baseline: \(base.unetTokenSteps) token-steps, \(base.attentionPairs) attention pairs; "
+                  + "ocd: \(ocd.unetTokenSteps), \(ocd.attentionPairs), crop \(ocd.cropFraction), "
+                  + "merged \(ocd.mergedTokens)")
         XCTAssertLessThan(ocd.cropFraction, 1)
         XCTAssertLessThan(ocd.unetTokenSteps, base.unetTokenSteps)
         XCTAssertLessThan(ocd.attentionPairs, base.attentionPairs)
@@ -212,7 +224,9 @@ final class DiffusionEditorTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
             }
             // Refused before the model loads: the error is about the mode, not the (missing) folder.
-            XCTAssertThrowsError(try DiffusionWindowEditor(settings: settings { $0.mode = mode; $0.modelPath = "/nonexistent" })) {
+            XCTAssertThrowsError(try DiffusionWindowEditor(settings: settings {
+                $0.mode = mode; $0.modelPath = "/nonexistent"
+            })) {
                 XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
             }
         }

@@ -4,7 +4,8 @@ import StableDiffusion
 import TensorKernels
 @testable import WindowEditor
 
-/// mode=tokenflow: keyframe schedule, neighbours and weights, nearest-neighbour correspondences, and the editor with it.
+/// mode=tokenflow: keyframe schedule, neighbours and weights, nearest-neighbour correspondences, and the editor with
+/// it.
 final class TokenFlowTests: XCTestCase {
     func testKeyframeSchedule() {
         let p = TokenFlowPropagation(frames: 8, steps: 16, interval: 4, seed: 7)
@@ -16,7 +17,8 @@ final class TokenFlowTests: XCTestCase {
         }
         XCTAssertGreaterThan(Set(p.keyframes.map { $0[0] }).count, 1, "the offset never changes")
         XCTAssertEqual(p.keyframes, TokenFlowPropagation(frames: 8, steps: 16, interval: 4, seed: 7).keyframes)
-        XCTAssertEqual(TokenFlowPropagation(frames: 3, steps: 2, interval: 1, seed: 0).keyframes, [[0, 1, 2], [0, 1, 2]])
+        XCTAssertEqual(TokenFlowPropagation(frames: 3, steps: 2, interval: 1, seed: 0).keyframes,
+                       [[0, 1, 2], [0, 1, 2]])
     }
 
     func testNeighbours() {
@@ -37,7 +39,9 @@ final class TokenFlowTests: XCTestCase {
             x.data[(2 * n + t) * c + k] = x.data[t * c + k]
         } }
         // A seed whose offset is 0 (keyframes 0 and 2; the other offset gives keyframe 1 only).
-        let seed = (0..<64).first { TokenFlowPropagation(frames: 3, steps: 1, interval: 2, seed: $0).keyframes[0] == [0, 2] }!
+        let seed = (0..<64).first {
+            TokenFlowPropagation(frames: 3, steps: 1, interval: 2, seed: $0).keyframes[0] == [0, 2]
+        }!
         let p = TokenFlowPropagation(frames: 3, steps: 1, interval: 2, seed: seed)
         p.record(x, layer: "l", step: 0)
         let prop = try! XCTUnwrap(p.propagation(Ops.concat([x, x], dim: 0), layer: "l", step: 0, halves: 2))
@@ -79,7 +83,8 @@ final class TokenFlowTests: XCTestCase {
         for i in 0..<4 {
             let alpha = FeatherMask(mask: w.masks[i], threshold: s.maskThreshold, feather: s.feather)
             var changed = 0
-            for k in 0..<(64 * 48) { for c in 0..<3 where out[i].planes[0][3 * k + c] != w.frames[i].planes[0][3 * k + c] {
+            for k in 0..<(64 * 48) { for c in 0..<3
+                where out[i].planes[0][3 * k + c] != w.frames[i].planes[0][3 * k + c] {
                 XCTAssertGreaterThan(alpha.alpha[k], 0, "frame \(i) pixel \(k) changed outside the feathered mask")
                 changed += 1
             } }

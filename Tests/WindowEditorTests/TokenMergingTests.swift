@@ -24,17 +24,20 @@ final class TokenMergingTests: XCTestCase {
             let dstOrder = try file.int64s("dst_order").values.map(Int.init)
             XCTAssertEqual(expected.shape, [b, n - r, c])
             for item in 0..<b {
-                let plan = SaliencyTokenMerging.plan(metric: metric.data + item * n * c, channels: c, frames: 1, height: h,
-                                                     width: w, r: r, destinations: .topLeft)
+                let plan = SaliencyTokenMerging.plan(metric: metric.data + item * n * c, channels: c, frames: 1,
+                                                     height: h, width: w, r: r, destinations: .topLeft)
                 let merged = SaliencyTokenMerging.merge(x.data + item * n * c, channels: c, plan: plan)
                 XCTAssertEqual(merged.tokens.shape, [1, n - r, c], name)
                 // Our rows: unmerged (best score first, as tomesd), then destinations ascending; map to tomesd's order.
                 let u = plan.unmerged.count
                 XCTAssertEqual(plan.destinations.count, dstOrder.count)
-                let rowOf = (0..<(n - r)).map { k in k < u ? k : u + plan.destinations.firstIndex(of: dstOrder[k - u])! }
+                let rowOf = (0..<(n - r)).map { k in
+                    k < u ? k : u + plan.destinations.firstIndex(of: dstOrder[k - u])!
+                }
                 var err: Float = 0
                 for k in 0..<(n - r) { for j in 0..<c {
-                    err = max(err, abs(merged.tokens.data[rowOf[k] * c + j] - expected.data[(item * (n - r) + k) * c + j]))
+                    err = max(err, abs(merged.tokens.data[rowOf[k] * c + j]
+                                           - expected.data[(item * (n - r) + k) * c + j]))
                 } }
                 XCTAssertLessThan(err, 1e-5, "\(name) item \(item)")
                 // Proportional attention: the sizes behind the log weights add up to the token count.
@@ -59,10 +62,12 @@ final class TokenMergingTests: XCTestCase {
                                                   r: 0, destinations: .random(seed: seed))
             let backgroundSources = probe.unmerged.filter { saliency[$0] == 0 }.count
             for r in [backgroundSources / 2, backgroundSources] {
-                let plan = SaliencyTokenMerging.plan(metric: metric.data, channels: c, frames: frames, height: h, width: w,
-                                                     r: r, destinations: .random(seed: seed), saliency: saliency)
+                let plan = SaliencyTokenMerging.plan(metric: metric.data, channels: c, frames: frames, height: h,
+                                                     width: w, r: r, destinations: .random(seed: seed),
+                                                     saliency: saliency)
                 XCTAssertEqual(plan.merged.count, r)
-                XCTAssertFalse(plan.merged.contains { saliency[$0.source] > 0 }, "seed \(seed) r \(r): a foreground token was merged")
+                XCTAssertFalse(plan.merged.contains { saliency[$0.source] > 0 },
+                               "seed \(seed) r \(r): a foreground token was merged")
             }
             // Without weighting, the same r merges some foreground tokens (the weighting is what protects them).
             let plain = SaliencyTokenMerging.plan(metric: metric.data, channels: c, frames: frames, height: h, width: w,
