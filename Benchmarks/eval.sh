@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
-# default mode without cross-frame attention, as one Markdown table (the README's quality table).
+# default mode without cross-frame attention and with the source prompt as negative prompt, as one Markdown table
+# (the README's quality table).
 #   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
 # MODEL and CLIPS override the model folder and the clips folder (e.g. clips of a fresh seed:
 #   python3 Models/shapes-sd/train/world.py --seed 99 --clips 6 --out /tmp/clips99 && CLIPS=/tmp/clips99 make eval).
@@ -16,6 +17,8 @@ runs=(
   "tokenflow|--mode tokenflow"
   "ocd, cross-frame=none|--mode ocd --cross-frame none"
   "baseline, cross-frame=none|--mode baseline --cross-frame none"
+  "ocd, negative prompt = source|--mode ocd --negative-from-source"
+  "baseline, negative prompt = source|--mode baseline --negative-from-source"
 )
 rows=()
 for run in "${runs[@]}"; do
