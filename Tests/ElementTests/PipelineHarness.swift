@@ -28,32 +28,23 @@ struct OutputFrame {
     var bytes: [UInt8]
 }
 
-final class Pipeline {
-    let pipeline: UnsafeMutablePointer<GstElement>
+/// A launched pipeline with appsrcs named `video` and (optionally) `mask`, an appsink named `sink` and the element
+/// under test named `e`.
+final class Pipeline: LaunchedPipeline {
     let video: UnsafeMutablePointer<GstAppSrc>?
     let mask: UnsafeMutablePointer<GstAppSrc>?
     let sink: UnsafeMutablePointer<GstAppSink>
     let element: UnsafeMutablePointer<GstElement>
 
-    init(_ description: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
-        var error: UnsafeMutablePointer<GError>?
-        guard let p = gst_parse_launch(description, &error) else {
-            let message = error.map { String(cString: $0.pointee.message) } ?? "?"
-            throw NSError(domain: "pipeline", code: 1, userInfo: [NSLocalizedDescriptionKey: message])
-        }
-        pipeline = p
+    override init(_ description: String) throws {
+        let p = try LaunchedPipeline.launch(description)
         let bin = UnsafeMutableRawPointer(p).assumingMemoryBound(to: GstBin.self)
         func child(_ name: String) -> UnsafeMutablePointer<GstElement>? { gst_bin_get_by_name(bin, name) }
         video = child("video").map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: GstAppSrc.self) }
         mask = child("mask").map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: GstAppSrc.self) }
         sink = UnsafeMutableRawPointer(child("sink")!).assumingMemoryBound(to: GstAppSink.self)
         element = child("e")!
-    }
-
-    deinit {
-        gst_element_set_state(pipeline, GST_STATE_NULL)
-        gst_object_unref(pipeline)
+        super.init(launched: p)
     }
 
     func play() { gst_element_set_state(pipeline, GST_STATE_PLAYING) }
@@ -167,18 +158,28 @@ struct BusError {
     var isResourceError: Bool { domain == gst_resource_error_quark() }
 }
 
-/// A pipeline of ordinary elements (no appsrc/appsink), run from PLAYING to EOS or the first error.
-final class LaunchedPipeline {
+/// A pipeline from a gst-launch description, set to NULL and released when it goes; on its own, a pipeline of
+/// ordinary elements (no appsrc/appsink) run from PLAYING to EOS or the first error.
+class LaunchedPipeline {
     let pipeline: UnsafeMutablePointer<GstElement>
 
     init(_ description: String) throws {
+        pipeline = try Self.launch(description)
+    }
+
+    init(launched: UnsafeMutablePointer<GstElement>) {
+        pipeline = launched
+    }
+
+    /// Parses `description` (skipping the test when the plugin is not built).
+    static func launch(_ description: String) throws -> UnsafeMutablePointer<GstElement> {
         try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
         var error: UnsafeMutablePointer<GError>?
         guard let p = gst_parse_launch(description, &error) else {
             let message = error.map { String(cString: $0.pointee.message) } ?? "?"
             throw NSError(domain: "pipeline", code: 1, userInfo: [NSLocalizedDescriptionKey: message])
         }
-        pipeline = p
+        return p
     }
 
     deinit {

@@ -9,8 +9,18 @@ final class ShapesModelEvalTests: XCTestCase {
     static let model = root.appendingPathComponent("Models/shapes-sd").path
     static let clips = root.appendingPathComponent("Benchmarks/eval-clips").path
 
-    /// Runs `ocdedit eval` and returns its last line parsed as a JSON object.
+    /// Results by arguments: the tests share runs (the edit is deterministic), so each runs once per test process.
+    nonisolated(unsafe) private static var results: [[String]: [String: Any]] = [:]
+
+    /// Runs `ocdedit eval` (once per arguments) and returns its last line parsed as a JSON object.
     func eval(_ arguments: [String]) throws -> [String: Any] {
+        if let known = Self.results[arguments] { return known }
+        let json = try run(arguments)
+        if !json.isEmpty { Self.results[arguments] = json }   // a failed run fails again in the next test
+        return json
+    }
+
+    private func run(_ arguments: [String]) throws -> [String: Any] {
         let binary = Self.root.appendingPathComponent(".build/release/ocdedit")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             XCTFail("\(binary.path) is missing: run `make build` (make test does) before the tests")
