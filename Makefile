@@ -21,7 +21,7 @@ build: deps
 	cp -f .build/release/libgstocdedit.so Plugin/lib/
 
 test: build
-	$(SWIFT) test -c release
+	$(SWIFT) test -c release --disable-swift-testing
 
 # The main job: a real pipeline on generated input with the bundled small model (Pipelines/demo.sh).
 demo: build
