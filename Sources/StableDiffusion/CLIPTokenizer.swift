@@ -6,6 +6,8 @@ import Foundation
 /// with `</w>` on each word's last symbol, then BOS + at most 75 tokens + EOS, padded to 77.
 public final class CLIPTokenizer {
     public let bos: Int32, eos: Int32, pad: Int32
+    /// The largest id in the vocabulary (the text encoder's vocab_size must exceed it).
+    public let maxId: Int32
     private let vocab: [String: Int32]
     private let ranks: [String: Int]
     private let byteEncoder: [String]
@@ -20,10 +22,18 @@ public final class CLIPTokenizer {
         let mergesURL = folder.appendingPathComponent("merges.txt")
         guard let vdata = FileManager.default.contents(atPath: vocabURL.path),
               let vobj = try? JSONSerialization.jsonObject(with: vdata) as? [String: Int] else {
-            throw ModelError("\(vocabURL.path): missing or not a JSON token→id map")
+            let found = FileManager.default.fileExists(atPath: vocabURL.path)
+            throw ModelError("tokenizer: \(vocabURL.path): " + (found ? "not a JSON token→id map" : "file not found"),
+                             kind: found ? .invalid : .notFound)
         }
         guard let mtext = try? String(contentsOf: mergesURL, encoding: .utf8) else {
-            throw ModelError("\(mergesURL.path): missing or not UTF-8")
+            let found = FileManager.default.fileExists(atPath: mergesURL.path)
+            throw ModelError("tokenizer: \(mergesURL.path): " + (found ? "not UTF-8 text" : "file not found"),
+                             kind: found ? .invalid : .notFound)
+        }
+        if let (token, id) = vobj.first(where: { $0.value < 0 || $0.value > Int(Int32.max) }) {
+            throw ModelError("tokenizer: \(vocabURL.path): token \(token.debugDescription.prefix(40)) has id \(id), "
+                                 + "outside 0...\(Int32.max)")
         }
         vocab = vobj.mapValues { Int32($0) }
         var ranks: [String: Int] = [:]
@@ -37,7 +47,7 @@ public final class CLIPTokenizer {
         self.ranks = ranks
         byteEncoder = Self.bytesToUnicode()
         guard let b = vocab["<|startoftext|>"], let e = vocab["<|endoftext|>"] else {
-            throw ModelError("\(vocabURL.path): no <|startoftext|>/<|endoftext|> tokens")
+            throw ModelError("tokenizer: \(vocabURL.path): no <|startoftext|>/<|endoftext|> tokens")
         }
         bos = b
         eos = e
@@ -50,6 +60,7 @@ public final class CLIPTokenizer {
             }
         }
         pad = vocab[padToken] ?? e
+        maxId = vocab.values.max() ?? e
         specialPad = padToken.hasPrefix("<|") || vocab[padToken] == nil ? nil : padToken
     }
 
