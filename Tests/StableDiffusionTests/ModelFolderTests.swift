@@ -251,3 +251,47 @@ final class ModelFolderTests: XCTestCase {
         }
     }
 }
+
+/// Inputs handed to a component from outside (`ocdedit model …` reads them from files): batch 0, empty images and
+/// mismatched sizes are errors naming the input, and the kernels survive an empty batch anyway.
+final class ComponentInputTests: XCTestCase {
+    func assertRefused(_ body: () throws -> Void, _ words: [String], file: StaticString = #filePath,
+                       line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            let m = "\(error)"
+            for w in words { XCTAssertTrue(m.contains(w), "'\(m)' lacks '\(w)'", file: file, line: line) }
+        }
+    }
+
+    func testUNetInputsOfBatchZeroAndEmptySizesAreRefused() throws {
+        let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
+        let d = unet.config.crossAttentionDim
+        func check(_ s: [Int], _ t: Int, _ c: [Int]) throws {
+            try unet.checkInputs(sample: Tensor(shape: s), timesteps: Tensor(shape: [t]), context: Tensor(shape: c),
+                                 source: "in.safetensors")
+        }
+        XCTAssertNoThrow(try check([2, 4, 8, 8], 2, [2, 77, d]))
+        assertRefused({ try check([0, 4, 8, 8], 0, [0, 77, d]) }, ["in.safetensors", "batch size 0"])
+        assertRefused({ try check([1, 4, 0, 8], 1, [1, 77, d]) }, ["in.safetensors", "at least 1"])
+        assertRefused({ try check([1, 4, 8, 8], 1, [1, 0, d]) }, ["at least 1"])
+        assertRefused({ try check([2, 4, 8, 8], 1, [2, 77, d]) }, ["do not fit", "2 timesteps"])
+        assertRefused({ try check([1, 3, 8, 8], 1, [1, 77, d]) }, ["in_channels 4"])
+        assertRefused({ try check([4, 8, 8], 1, [1, 77, d]) }, ["must be [B,4,h,w]"])
+        // Past the checks, the forward pass itself no longer divides by zero on an empty batch.
+        let out = unet(Tensor(shape: [0, 4, 8, 8]), timesteps: [], encoderHiddenStates: Tensor(shape: [0, 77, d]))
+        XCTAssertEqual(out.shape, [0, 4, 8, 8])
+    }
+
+    func testVAEInputsOfBatchZeroAndEmptySizesAreRefused() throws {
+        let vae = try AutoencoderKL(folder: Fixtures.url("tiny-sd1/vae"))
+        let f = vae.config.downscale
+        XCTAssertNoThrow(try vae.checkEncodeInput(Tensor(shape: [1, 3, 2 * f, f]), source: "x"))
+        assertRefused({ try vae.checkEncodeInput(Tensor(shape: [0, 3, f, f]), source: "x.safetensors") },
+                      ["x.safetensors", "batch B at least 1"])
+        assertRefused({ try vae.checkEncodeInput(Tensor(shape: [1, 3, 0, f]), source: "x") }, ["positive multiples"])
+        assertRefused({ try vae.checkEncodeInput(Tensor(shape: [1, 3, f + 1, f]), source: "x") }, ["multiples"])
+        XCTAssertNoThrow(try vae.checkDecodeInput(Tensor(shape: [1, 4, 3, 5]), source: "z"))
+        assertRefused({ try vae.checkDecodeInput(Tensor(shape: [0, 4, 3, 5]), source: "z") }, ["at least 1"])
+        assertRefused({ try vae.checkDecodeInput(Tensor(shape: [1, 4, 0, 5]), source: "z") }, ["at least 1"])
+    }
+}
