@@ -179,7 +179,13 @@ public final class CLIPTokenizer {
             symbols = merged
         }
         let ids = symbols.map { vocab[$0] ?? eos }
-        lock.withLock { cache[word] = ids }
+        // Words of ordinary length only, and a bounded cache: a long-running element sees many prompts.
+        if word.utf8.count <= 64 {
+            lock.withLock {
+                if cache.count >= 100_000 { cache.removeAll(keepingCapacity: true) }
+                cache[word] = ids
+            }
+        }
         return ids
     }
 
@@ -195,11 +201,13 @@ public final class CLIPTokenizer {
         }
     }
 
-    /// BOS + tokens (at most length − 2) + EOS, padded with the pad token to `length` (77 for SD).
+    /// BOS + tokens (at most length − 2) + EOS, padded with the pad token to `length` (77 for SD). A longer text is
+    /// truncated to its first length − 2 tokens, as transformers' CLIPTokenizer with `truncation=True` (what
+    /// diffusers' pipelines use); an empty or blank text gives BOS, EOS and padding.
     public func inputIds(_ text: String, length: Int = 77) -> [Int32] {
-        let tokens = encode(text).prefix(length - 2)
+        let tokens = encode(text).prefix(max(0, length - 2))
         var ids = [bos] + tokens + [eos]
-        ids += Array(repeating: pad, count: length - ids.count)
-        return ids
+        ids += Array(repeating: pad, count: max(0, length - ids.count))
+        return Array(ids.prefix(max(0, length)))
     }
 }
