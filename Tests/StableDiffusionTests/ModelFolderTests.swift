@@ -119,6 +119,12 @@ final class ModelFolderTests: XCTestCase {
         }
     }
 
+    func testCorruptConfigJSON() throws {
+        let folder = try copy("corruptconfig")
+        try Data("{\"block_out_channels\": [32, 64".utf8).write(to: folder.appendingPathComponent("unet/config.json"))
+        assertRefused(folder, component: "unet", file: "unet/config.json", ["not a JSON object"])
+    }
+
     /// Sizes the layers cannot be built with (they used to trap: empty lists, groups that do not divide).
     func testImpossibleSizesAreRefusedByKey() throws {
         let cases: [(String, String, Any, String)] = [
