@@ -17,9 +17,10 @@ extension WeightSource {
     public func take(_ key: String, shape: [Int]) throws -> Tensor { try take(key, shape: shape, aliases: []) }
 }
 
-/// The weights of one component folder (`unet/`, `vae/`, `text_encoder/`). Errors name the file by its absolute path
-/// (the caller adds the component). As diffusers' `from_pretrained`: a tensor the config needs but the checkpoint
-/// lacks is an error; a stored tensor no layer takes is a warning (`warnings`, filled by `finish()`), not an error.
+/// The weights of one component folder (`unet/`, `vae/`, `text_encoder/`). Errors and warnings start with
+/// `component` and name the file by its absolute path. As diffusers' `from_pretrained`: a tensor the config needs
+/// but the checkpoint lacks is an error; a stored tensor no layer takes is a warning (`warnings`, filled by
+/// `finish()`), not an error.
 public final class CheckpointWeights: WeightSource {
     public let folder: URL
     /// The component (unet, vae, text_encoder) every message starts with.
