@@ -222,6 +222,7 @@ final class OCDEdit: @unchecked Sendable {
         }
         if loading {
             log(GST_LEVEL_INFO, "model folder \(folder ?? "") loaded")
+            for warning in session.modelWarnings { log(GST_LEVEL_WARNING, warning) }
             postProgress(GST_PROGRESS_TYPE_COMPLETE, "Loaded model folder \(folder ?? "")")
         }
     }

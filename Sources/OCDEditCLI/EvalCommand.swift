@@ -91,6 +91,7 @@ struct EvalCommand: ParsableCommand {
             try EvalRunner.validate(config)   // before the model loads: a bad setting should not cost a load
 
             let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model))
+            warn(pipeline.warnings)
             if !given.contains("processing-size") {
                 let native = pipeline.nativeSize
                 guard native % 64 == 0 else {

@@ -30,6 +30,7 @@ struct GenerateCommand: ParsableCommand {
         try reportingErrors {
             guard count >= 1 else { throw EvalError("--count \(count) must be at least 1") }
             let pipeline = try StableDiffusionPipeline(folder: URL(fileURLWithPath: model))
+            warn(pipeline.warnings)
             let (w, h) = (width ?? pipeline.nativeSize, height ?? pipeline.nativeSize)
             let base = URL(fileURLWithPath: output)
             let stem = base.pathExtension.lowercased() == "png" ? base.deletingPathExtension() : base

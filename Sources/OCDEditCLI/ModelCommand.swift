@@ -33,6 +33,11 @@ func runReportingErrors(_ body: () throws -> String) throws {
     }
 }
 
+/// Load warnings (tensors of a checkpoint no layer uses) go to stderr, one line each.
+func warn(_ warnings: [String]) {
+    for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+}
+
 func component(_ model: String, _ name: String) -> URL { URL(fileURLWithPath: model).appendingPathComponent(name) }
 
 func input(_ path: String, _ names: [String]) throws -> [String: Tensor] {
@@ -57,14 +62,9 @@ struct UNetRun: ParsableCommand {
         try runReportingErrors {
             let x = try OCDEditCLI.input(input, ["sample", "timestep", "encoder_hidden_states"])
             let unet = try UNet2DConditionModel(folder: component(options.model, "unet"))
+            warn(unet.loadWarnings)
             let sample = x["sample"]!, t = x["timestep"]!, ctx = x["encoder_hidden_states"]!
-            guard sample.rank == 4, sample.shape[1] == unet.config.inChannels, t.count == sample.shape[0],
-                  ctx.rank == 3, ctx.shape[0] == sample.shape[0], ctx.shape[2] == unet.config.crossAttentionDim else {
-                throw ModelError("\(input): shapes sample \(sample.shape), timestep \(t.shape), "
-                                     + "encoder_hidden_states \(ctx.shape) do not fit the UNet "
-                                     + "(in_channels \(unet.config.inChannels), "
-                                     + "cross_attention_dim \(unet.config.crossAttentionDim))")
-            }
+            try unet.checkInputs(sample: sample, timesteps: t, context: ctx, source: input)
             let start = Date()
             let out = unet(sample, timesteps: t.array, encoderHiddenStates: ctx)
             try SafetensorsFile.write(["sample": out], to: URL(fileURLWithPath: options.output))
@@ -84,11 +84,8 @@ struct VAEEncodeRun: ParsableCommand {
         try runReportingErrors {
             let x = try OCDEditCLI.input(input, ["sample"])["sample"]!
             let vae = try AutoencoderKL(folder: component(options.model, "vae"))
-            let f = vae.config.downscale
-            guard x.rank == 4, x.shape[1] == vae.config.inChannels, x.shape[2] % f == 0, x.shape[3] % f == 0 else {
-                throw ModelError("\(input): sample \(x.shape) must be [B,\(vae.config.inChannels),H,W] "
-                                     + "with H and W multiples of \(f)")
-            }
+            warn(vae.loadWarnings)
+            try vae.checkEncodeInput(x, source: input)
             let start = Date()
             let out = vae.encode(x)
             try SafetensorsFile.write(["latent_mean": out], to: URL(fileURLWithPath: options.output))
@@ -108,9 +105,8 @@ struct VAEDecodeRun: ParsableCommand {
         try runReportingErrors {
             let z = try OCDEditCLI.input(input, ["latent"])["latent"]!
             let vae = try AutoencoderKL(folder: component(options.model, "vae"))
-            guard z.rank == 4, z.shape[1] == vae.config.latentChannels else {
-                throw ModelError("\(input): latent \(z.shape) must be [B,\(vae.config.latentChannels),h,w]")
-            }
+            warn(vae.loadWarnings)
+            try vae.checkDecodeInput(z, source: input)
             let start = Date()
             let out = vae.decode(z)
             try SafetensorsFile.write(["sample": out], to: URL(fileURLWithPath: options.output))
@@ -128,13 +124,23 @@ struct TextEncoderRun: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard let text = try? String(contentsOfFile: prompts, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: prompts) else {
                 throw ModelError("\(prompts): cannot read prompts")
+            }
+            // Prompts are text: bytes that are not UTF-8 are refused (naming where), not silently replaced.
+            guard let text = String(validating: data, as: UTF8.self) else {
+                var parser = Unicode.UTF8.ForwardParser(), bytes = data.makeIterator(), valid = 0
+                while case .valid(let scalar) = parser.parseScalar(from: &bytes) { valid += scalar.count }
+                throw ModelError("\(prompts): not UTF-8 text (invalid bytes at offset \(valid))")
             }
             var lines = text.components(separatedBy: "\n")
             if lines.last == "" { lines.removeLast() }
+            guard !lines.isEmpty else {
+                throw ModelError("\(prompts): no prompts (one a line; an empty line is the empty prompt)")
+            }
             let tok = try CLIPTokenizer(folder: component(options.model, "tokenizer"))
             let model = try CLIPTextModel(folder: component(options.model, "text_encoder"))
+            warn(model.loadWarnings)
             let ids = lines.map { tok.inputIds($0) }
             let start = Date()
             let out = model(ids)

@@ -9,19 +9,47 @@ public struct AutoencoderKLConfig: Sendable {
     public var scalingFactor: Float = 0.18215
 
     public init() {}
+    /// Reads and checks `c` (a diffusers `vae/config.json`), refusing other autoencoders and unusable sizes by key.
     public init(_ c: JSONConfig) throws {
-        inChannels = c.int("in_channels", 3)
-        outChannels = c.int("out_channels", 3)
-        latentChannels = c.int("latent_channels", 4)
-        blockOutChannels = c.ints("block_out_channels", [64])
-        layersPerBlock = c.int("layers_per_block", 1)
-        normNumGroups = c.int("norm_num_groups", 32)
-        scalingFactor = Float(c.double("scaling_factor", 0.18215))
-        if c.bool("force_upcast", true) == false || c.has("shift_factor") {
-            // Both are fine to ignore for SD 1.x/2.x VAEs (shift_factor is SD3/Flux).
+        let className = try c.string("_class_name", "AutoencoderKL")
+        guard className == "AutoencoderKL" else {
+            throw ModelError("\(c.source): _class_name \(className) is not supported (only AutoencoderKL)")
         }
-        guard c.bool("use_quant_conv", true), c.bool("use_post_quant_conv", true) else {
+        blockOutChannels = try c.requiredInts("block_out_channels",
+                                              example: "a list of ints such as [128, 256, 512, 512]")
+        guard (1...8).contains(blockOutChannels.count) else {
+            throw ModelError("\(c.source): key 'block_out_channels' has \(blockOutChannels.count) entries, "
+                                 + "expected 1 to 8")
+        }
+        try c.check("block_out_channels", blockOutChannels, in: 1...65536)
+        inChannels = try c.int("in_channels", 3)
+        outChannels = try c.int("out_channels", 3)
+        latentChannels = try c.int("latent_channels", 4)
+        layersPerBlock = try c.int("layers_per_block", 1)
+        normNumGroups = try c.int("norm_num_groups", 32)
+        for (key, value) in [("in_channels", inChannels), ("out_channels", outChannels),
+                             ("latent_channels", latentChannels), ("norm_num_groups", normNumGroups)] {
+            try c.check(key, [value], in: 1...65536)
+        }
+        try c.check("layers_per_block", [layersPerBlock], in: 1...64)
+        scalingFactor = Float(try c.double("scaling_factor", 0.18215))
+        // force_upcast and shift_factor (SD3/Flux) are fine to ignore for SD 1.x/2.x VAEs.
+        guard try c.bool("use_quant_conv", true), try c.bool("use_post_quant_conv", true) else {
             throw ModelError("\(c.source): VAEs without quant_conv/post_quant_conv are not supported")
+        }
+        guard try c.bool("mid_block_add_attention", true) else {
+            throw ModelError("\(c.source): mid_block_add_attention false is not supported")
+        }
+        for (key, type) in [("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")] {
+            let types = try c.strings(key, Array(repeating: type, count: blockOutChannels.count))
+            guard types.count == blockOutChannels.count, types.allSatisfy({ $0 == type }) else {
+                throw ModelError("\(c.source): \(key) \(types) is not supported (expected \(blockOutChannels.count) "
+                                     + "× \(type), one per block_out_channels entry)")
+            }
+        }
+        if let bad = blockOutChannels.first(where: { $0 % normNumGroups != 0 }) {
+            throw ModelError("\(c.source): block_out_channels entry \(bad) is not divisible by "
+                                 + "norm_num_groups \(normNumGroups)")
         }
     }
 
@@ -59,6 +87,8 @@ struct VAEMidBlock {
 public final class AutoencoderKL {
     public let config: AutoencoderKLConfig
     public var scalingFactor: Float { config.scalingFactor }
+    /// What loading from a folder warned about (stored tensors no layer uses), one line each.
+    public internal(set) var loadWarnings: [String] = []
 
     let encConvIn: Conv2d
     let encDown: [(resnets: [ResnetBlock2D], downsample: Conv2d?)]
@@ -71,10 +101,13 @@ public final class AutoencoderKL {
     let decNormOut: GroupNorm, decConvOut: Conv2d
 
     public convenience init(folder: URL) throws {
-        let config = try AutoencoderKLConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
-        let weights = try CheckpointWeights(folder: folder)
+        let config = try ModelError.loading("vae") {
+            try AutoencoderKLConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
+        }
+        let weights = try CheckpointWeights(folder: folder, component: "vae")
         try self.init(config: config, weights: weights)
         try weights.finish()
+        loadWarnings = weights.warnings
     }
 
     public init(config: AutoencoderKLConfig, weights w: WeightSource) throws {

@@ -8,15 +8,35 @@ public struct CLIPTextConfig: Sendable {
     public var layerNormEps: Float = 1e-5
 
     public init() {}
+    /// Reads and checks `c` (a transformers `text_encoder/config.json`), refusing other text models by name.
     public init(_ c: JSONConfig) throws {
-        vocabSize = c.int("vocab_size", 49408)
-        hiddenSize = c.int("hidden_size", 512)
-        intermediateSize = c.int("intermediate_size", 2048)
-        layers = c.int("num_hidden_layers", 12)
-        heads = c.int("num_attention_heads", 8)
-        maxPositions = c.int("max_position_embeddings", 77)
-        layerNormEps = Float(c.double("layer_norm_eps", 1e-5))
-        let act = c.string("hidden_act", "quick_gelu")
+        let architectures = try c.strings("architectures", ["CLIPTextModel"])
+        guard architectures.allSatisfy({ $0.hasPrefix("CLIPTextModel") }) else {
+            throw ModelError("\(c.source): architectures \(architectures) is not supported (only CLIPTextModel, "
+                                 + "the text encoder of Stable Diffusion 1.x/2.x)")
+        }
+        let modelType = try c.string("model_type", "clip_text_model")
+        guard modelType == "clip_text_model" || modelType == "clip" else {
+            throw ModelError("\(c.source): model_type \(modelType) is not supported (only clip_text_model)")
+        }
+        vocabSize = try c.int("vocab_size", 49408)
+        hiddenSize = try c.int("hidden_size", 512)
+        intermediateSize = try c.int("intermediate_size", 2048)
+        layers = try c.int("num_hidden_layers", 12)
+        heads = try c.int("num_attention_heads", 8)
+        maxPositions = try c.int("max_position_embeddings", 77)
+        for (key, value, range) in [("vocab_size", vocabSize, 1...1_000_000), ("hidden_size", hiddenSize, 1...65536),
+                                    ("intermediate_size", intermediateSize, 1...262_144),
+                                    ("num_hidden_layers", layers, 1...256), ("num_attention_heads", heads, 1...4096),
+                                    ("max_position_embeddings", maxPositions, 77...65536)] {
+            try c.check(key, [value], in: range)
+        }
+        guard hiddenSize % heads == 0 else {
+            throw ModelError("\(c.source): hidden_size \(hiddenSize) is not divisible by "
+                                 + "num_attention_heads \(heads)")
+        }
+        layerNormEps = Float(try c.double("layer_norm_eps", 1e-5))
+        let act = try c.string("hidden_act", "quick_gelu")
         guard act == "quick_gelu" || act == "gelu" else {
             throw ModelError("\(c.source): unsupported hidden_act \(act)")
         }
@@ -27,16 +47,21 @@ public struct CLIPTextConfig: Sendable {
 /// transformers `CLIPTextModel`: token + position embeddings, pre-LN encoder layers with a causal mask, final LN.
 public final class CLIPTextModel {
     public let config: CLIPTextConfig
+    /// What loading from a folder warned about (stored tensors no layer uses), one line each.
+    public internal(set) var loadWarnings: [String] = []
     let tokenEmbedding: Tensor, positionEmbedding: Tensor
     let layers: [(ln1: LayerNorm, q: Linear, k: Linear, v: Linear, out: Linear, ln2: LayerNorm,
                   fc1: Linear, fc2: Linear)]
     let finalNorm: LayerNorm
 
     public convenience init(folder: URL) throws {
-        let config = try CLIPTextConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
-        let weights = try CheckpointWeights(folder: folder)
+        let config = try ModelError.loading("text_encoder") {
+            try CLIPTextConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
+        }
+        let weights = try CheckpointWeights(folder: folder, component: "text_encoder")
         try self.init(config: config, weights: weights)
         try weights.finish()
+        loadWarnings = weights.warnings
     }
 
     public init(config: CLIPTextConfig, weights w: WeightSource) throws {

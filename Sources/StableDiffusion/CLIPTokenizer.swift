@@ -6,6 +6,8 @@ import Foundation
 /// with `</w>` on each word's last symbol, then BOS + at most 75 tokens + EOS, padded to 77.
 public final class CLIPTokenizer {
     public let bos: Int32, eos: Int32, pad: Int32
+    /// The largest id in the vocabulary (the text encoder's vocab_size must exceed it).
+    public let maxId: Int32
     private let vocab: [String: Int32]
     private let ranks: [String: Int]
     private let byteEncoder: [String]
@@ -20,10 +22,18 @@ public final class CLIPTokenizer {
         let mergesURL = folder.appendingPathComponent("merges.txt")
         guard let vdata = FileManager.default.contents(atPath: vocabURL.path),
               let vobj = try? JSONSerialization.jsonObject(with: vdata) as? [String: Int] else {
-            throw ModelError("\(vocabURL.path): missing or not a JSON token→id map")
+            let found = FileManager.default.fileExists(atPath: vocabURL.path)
+            throw ModelError("tokenizer: \(vocabURL.path): " + (found ? "not a JSON token→id map" : "file not found"),
+                             kind: found ? .invalid : .notFound)
         }
         guard let mtext = try? String(contentsOf: mergesURL, encoding: .utf8) else {
-            throw ModelError("\(mergesURL.path): missing or not UTF-8")
+            let found = FileManager.default.fileExists(atPath: mergesURL.path)
+            throw ModelError("tokenizer: \(mergesURL.path): " + (found ? "not UTF-8 text" : "file not found"),
+                             kind: found ? .invalid : .notFound)
+        }
+        if let (token, id) = vobj.first(where: { $0.value < 0 || $0.value > Int(Int32.max) }) {
+            throw ModelError("tokenizer: \(vocabURL.path): token \(token.debugDescription.prefix(40)) has id \(id), "
+                                 + "outside 0...\(Int32.max)")
         }
         vocab = vobj.mapValues { Int32($0) }
         var ranks: [String: Int] = [:]
@@ -37,7 +47,7 @@ public final class CLIPTokenizer {
         self.ranks = ranks
         byteEncoder = Self.bytesToUnicode()
         guard let b = vocab["<|startoftext|>"], let e = vocab["<|endoftext|>"] else {
-            throw ModelError("\(vocabURL.path): no <|startoftext|>/<|endoftext|> tokens")
+            throw ModelError("tokenizer: \(vocabURL.path): no <|startoftext|>/<|endoftext|> tokens")
         }
         bos = b
         eos = e
@@ -50,6 +60,7 @@ public final class CLIPTokenizer {
             }
         }
         pad = vocab[padToken] ?? e
+        maxId = vocab.values.max() ?? e
         specialPad = padToken.hasPrefix("<|") || vocab[padToken] == nil ? nil : padToken
     }
 
@@ -168,7 +179,13 @@ public final class CLIPTokenizer {
             symbols = merged
         }
         let ids = symbols.map { vocab[$0] ?? eos }
-        lock.withLock { cache[word] = ids }
+        // Words of ordinary length only, and a bounded cache: a long-running element sees many prompts.
+        if word.utf8.count <= 64 {
+            lock.withLock {
+                if cache.count >= 100_000 { cache.removeAll(keepingCapacity: true) }
+                cache[word] = ids
+            }
+        }
         return ids
     }
 
@@ -184,11 +201,13 @@ public final class CLIPTokenizer {
         }
     }
 
-    /// BOS + tokens (at most length − 2) + EOS, padded with the pad token to `length` (77 for SD).
+    /// BOS + tokens (at most length − 2) + EOS, padded with the pad token to `length` (77 for SD). A longer text is
+    /// truncated to its first length − 2 tokens, as transformers' CLIPTokenizer with `truncation=True` (what
+    /// diffusers' pipelines use); an empty or blank text gives BOS, EOS and padding.
     public func inputIds(_ text: String, length: Int = 77) -> [Int32] {
-        let tokens = encode(text).prefix(length - 2)
+        let tokens = encode(text).prefix(max(0, length - 2))
         var ids = [bos] + tokens + [eos]
-        ids += Array(repeating: pad, count: length - ids.count)
-        return ids
+        ids += Array(repeating: pad, count: max(0, length - ids.count))
+        return Array(ids.prefix(max(0, length)))
     }
 }

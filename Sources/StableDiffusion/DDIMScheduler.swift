@@ -14,15 +14,21 @@ public struct DDIMSchedulerConfig: Sendable {
 
     public init() {}
     public init(_ c: JSONConfig) throws {
-        trainTimesteps = c.int("num_train_timesteps", 1000)
-        betaStart = c.double("beta_start", 0.0001)
-        betaEnd = c.double("beta_end", 0.02)
-        betaSchedule = c.string("beta_schedule", "linear")
-        if let tb = c.values["trained_betas"] as? [NSNumber] { trainedBetas = tb.map(\.doubleValue) }
-        setAlphaToOne = c.bool("set_alpha_to_one", true)
-        stepsOffset = c.int("steps_offset", 0)
-        predictionType = c.string("prediction_type", "epsilon")
-        timestepSpacing = c.string("timestep_spacing", "leading")
+        trainTimesteps = try c.int("num_train_timesteps", 1000)
+        try c.check("num_train_timesteps", [trainTimesteps], in: 1...100_000)
+        betaStart = try c.double("beta_start", 0.0001)
+        betaEnd = try c.double("beta_end", 0.02)
+        betaSchedule = try c.string("beta_schedule", "linear")
+        trainedBetas = try c.doubles("trained_betas")
+        if let tb = trainedBetas, tb.count != trainTimesteps {
+            throw ModelError("\(c.source): trained_betas has \(tb.count) entries, "
+                                 + "num_train_timesteps is \(trainTimesteps)")
+        }
+        setAlphaToOne = try c.bool("set_alpha_to_one", true)
+        stepsOffset = try c.int("steps_offset", 0)
+        try c.check("steps_offset", [stepsOffset], in: 0...(trainTimesteps - 1))
+        predictionType = try c.string("prediction_type", "epsilon")
+        timestepSpacing = try c.string("timestep_spacing", "leading")
         guard ["linear", "scaled_linear"].contains(betaSchedule) || trainedBetas != nil else {
             throw ModelError("\(c.source): unsupported beta_schedule \(betaSchedule)")
         }
@@ -42,8 +48,10 @@ public struct DDIMScheduler: Sendable {
     public let finalAlphaCumprod: Float
 
     public init(folder: URL) throws {
-        try self.init(config: DDIMSchedulerConfig(
-            JSONConfig(url: folder.appendingPathComponent("scheduler_config.json"))))
+        let config = try ModelError.loading("scheduler") {
+            try DDIMSchedulerConfig(JSONConfig(url: folder.appendingPathComponent("scheduler_config.json")))
+        }
+        self.init(config: config)
     }
 
     public init(config: DDIMSchedulerConfig) {

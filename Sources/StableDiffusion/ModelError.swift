@@ -16,3 +16,18 @@ public struct ModelError: Error, CustomStringConvertible, Equatable {
     }
     public var description: String { message }
 }
+
+extension ModelError {
+    /// The pipeline components, as named in messages and in diffusers' folder layout.
+    public static let components = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"]
+
+    /// Runs `body` (loading component `name`: unet, vae, text_encoder, tokenizer, scheduler), prefixing the message of
+    /// any error it throws with "name: " once, so every load error says which component it is about.
+    public static func loading<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as ModelError {
+            throw e.message.hasPrefix("\(name): ") ? e : ModelError("\(name): \(e.message)", kind: e.kind)
+        } catch {
+            throw ModelError("\(name): \(error)")
+        }
+    }
+}

@@ -28,77 +28,115 @@ public final class SafetensorsFile {
     public var names: [String] { entries.keys.sorted() }
     public func shape(of name: String) -> [Int]? { entries[name]?.shape }
 
+    /// The largest header accepted (the reference implementation's limit): a bigger one is hostile or corrupt.
+    public static let maximumHeaderLength: UInt64 = 100_000_000
+
+    /// Opens and validates `url`. Every size and offset in the file is checked before it is used, with checked
+    /// arithmetic (a hostile header must not overflow an `Int`); every error names the file by its path.
     public init(url: URL) throws {
         self.url = url
-        let name = url.lastPathComponent
-        let fd = open(url.path, O_RDONLY)
+        let path = url.path
+        let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             let code = errno
-            throw ModelError("\(url.path): cannot open (\(String(cString: strerror(code))))",
+            throw ModelError("\(path): cannot open (\(String(cString: strerror(code))))",
                              kind: code == ENOENT ? .notFound : .invalid)
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ModelError("\(url.path): cannot stat") }
-        let size = Int(st.st_size)
-        guard size >= 8 else { throw ModelError("\(name): truncated file (\(size) bytes, no header length)") }
+        guard fstat(fd, &st) == 0 else { throw ModelError("\(path): cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelError("\(path): not a regular file") }
+        guard let size = Int(exactly: st.st_size), size >= 8 else {
+            throw ModelError("\(path): truncated file (\(st.st_size) bytes, too short for the 8-byte header length)")
+        }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
-            throw ModelError("\(url.path): cannot map the file")
+            throw ModelError("\(path): cannot map the file")
         }
         base = map
         length = size
         var ok = false
         defer { if !ok { munmap(map, size) } }
 
-        let headerLength = Int(map.loadUnaligned(as: UInt64.self).littleEndian)
-        guard headerLength > 0, headerLength <= size - 8 else {
-            throw ModelError("\(name): header length \(headerLength) does not fit in a file of \(size) bytes "
+        let rawHeaderLength = UInt64(littleEndian: map.loadUnaligned(as: UInt64.self))
+        guard rawHeaderLength > 0, rawHeaderLength <= UInt64(size - 8) else {
+            throw ModelError("\(path): header length \(rawHeaderLength) does not fit in a file of \(size) bytes "
                                  + "(truncated or not safetensors)")
+        }
+        guard rawHeaderLength <= Self.maximumHeaderLength, let headerLength = Int(exactly: rawHeaderLength) else {
+            throw ModelError("\(path): header length \(rawHeaderLength) is over the limit of "
+                                 + "\(Self.maximumHeaderLength) bytes (corrupt or not safetensors)")
         }
         dataStart = 8 + headerLength
         let headerData = Data(bytes: map + 8, count: headerLength)
         guard let json = try? JSONSerialization.jsonObject(with: headerData), let header = json as? [String: Any] else {
-            throw ModelError("\(name): header is not a JSON object")
+            throw ModelError("\(path): header is not a JSON object (corrupt or not safetensors)")
         }
         let dataLength = size - dataStart
         var entries: [String: Entry] = [:]
         for (key, value) in header where key != "__metadata__" {
-            guard let info = value as? [String: Any], let dt = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int],
-                  offsets.count == 2 else {
-                throw ModelError("\(name): tensor '\(key)' has a malformed header entry")
-            }
-            guard let dtype = DType(rawValue: dt) else {
-                throw ModelError("\(name): tensor '\(key)' has unsupported dtype \(dt)")
-            }
-            guard shape.allSatisfy({ $0 >= 0 }) else {
-                throw ModelError("\(name): tensor '\(key)' has a negative dimension \(shape)")
-            }
-            let (begin, end) = (offsets[0], offsets[1])
-            guard begin >= 0, end >= begin, end <= dataLength else {
-                throw ModelError("\(name): tensor '\(key)' data [\(begin), \(end)) lies outside the data area "
-                                     + "of \(dataLength) bytes (truncated file?)")
-            }
-            let expected = shape.reduce(1, *) * dtype.size
-            guard end - begin == expected else {
-                throw ModelError("\(name): tensor '\(key)' has \(end - begin) bytes, "
-                                     + "expected \(expected) for \(dt) \(shape)")
-            }
-            entries[key] = Entry(dtype: dtype, shape: shape, begin: begin, end: end)
+            entries[key] = try Self.entry(key, value, dataLength: dataLength, path: path)
         }
-        let sorted = entries.sorted { $0.value.begin < $1.value.begin }
+        let sorted = entries.sorted { ($0.value.begin, $0.value.end, $0.key) < ($1.value.begin, $1.value.end, $1.key) }
         for (a, b) in zip(sorted, sorted.dropFirst()) where b.value.begin < a.value.end {
-            throw ModelError("\(name): tensors '\(a.key)' and '\(b.key)' overlap in the data area")
+            throw ModelError("\(path): tensors '\(a.key)' [\(a.value.begin), \(a.value.end)) and '\(b.key)' "
+                                 + "[\(b.value.begin), \(b.value.end)) overlap in the data area")
         }
         self.entries = entries
         ok = true
+    }
+
+    /// A non-negative integer of the header, or nil (fractions, negatives, huge values, strings, booleans).
+    private static func index(_ v: Any) -> Int? {
+        guard let i = JSONConfig.exactInt(v), i >= 0 else { return nil }
+        return i
+    }
+
+    /// One header entry, validated against the data area's length.
+    private static func entry(_ key: String, _ value: Any, dataLength: Int, path: String) throws -> Entry {
+        let what = "\(path): tensor '\(key)'"
+        guard let info = value as? [String: Any] else { throw ModelError("\(what): header entry is not an object") }
+        guard let dt = info["dtype"] as? String else { throw ModelError("\(what): no dtype string") }
+        guard let dtype = DType(rawValue: dt) else {
+            throw ModelError("\(what): unknown dtype '\(dt.prefix(20))' (supported: F32, F16, BF16, F64, I64, I32)")
+        }
+        guard let rawShape = info["shape"] as? [Any], rawShape.count <= 16 else {
+            throw ModelError("\(what): 'shape' is not an array of at most 16 dimensions")
+        }
+        let shape = rawShape.compactMap(index)
+        guard shape.count == rawShape.count else {
+            throw ModelError("\(what): 'shape' must hold non-negative integers, found \(rawShape)")
+        }
+        guard let rawOffsets = info["data_offsets"] as? [Any], rawOffsets.count == 2,
+              let begin = index(rawOffsets[0]), let end = index(rawOffsets[1]) else {
+            throw ModelError("\(what): 'data_offsets' must be two non-negative integers [begin, end]")
+        }
+        guard begin <= end else {
+            throw ModelError("\(what): data_offsets [\(begin), \(end)) are reversed (end before begin)")
+        }
+        guard end <= dataLength else {
+            throw ModelError("\(what): data [\(begin), \(end)) lies outside the data area "
+                                 + "of \(dataLength) bytes (truncated file?)")
+        }
+        var elements = 1
+        for d in shape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw ModelError("\(what): element count of shape \(shape) overflows") }
+            elements = product
+        }
+        let (expected, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow else { throw ModelError("\(what): byte length of \(dt) \(shape) overflows") }
+        guard end - begin == expected else {
+            throw ModelError("\(what) has \(end - begin) bytes, expected \(expected) for \(dt) \(shape) "
+                                 + "(dtype, shape and data_offsets disagree)")
+        }
+        return Entry(dtype: dtype, shape: shape, begin: begin, end: end)
     }
 
     deinit { munmap(base, length) }
 
     /// The tensor as f32 (F16 and BF16 converted on load; integer types converted by value).
     public func tensor(_ name: String) throws -> Tensor {
-        guard let e = entries[name] else { throw ModelError("\(url.lastPathComponent): no tensor '\(name)'") }
+        guard let e = entries[name] else { throw ModelError("\(url.path): no tensor '\(name)'") }
         let t = Tensor(shape: e.shape)
         let src = base + dataStart + e.begin
         let n = t.count
@@ -123,7 +161,7 @@ public final class SafetensorsFile {
 
     /// Integer tensor values (I64/I32), e.g. `input_ids`.
     public func int64s(_ name: String) throws -> (shape: [Int], values: [Int64]) {
-        guard let e = entries[name] else { throw ModelError("\(url.lastPathComponent): no tensor '\(name)'") }
+        guard let e = entries[name] else { throw ModelError("\(url.path): no tensor '\(name)'") }
         let src = base + dataStart + e.begin
         let n = e.shape.reduce(1, *)
         switch e.dtype {

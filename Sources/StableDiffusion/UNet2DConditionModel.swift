@@ -23,37 +23,125 @@ public struct UNet2DConditionConfig: Sendable {
 
     public init() {}
 
+    /// Reads and checks `c` (a diffusers `unet/config.json`). Refuses, naming the key: other architectures (SDXL,
+    /// class- or addition-conditioned UNets, other block types), missing layout keys, wrong types, and sizes the
+    /// layers cannot be built with (empty lists, channels not divisible by the groups or heads).
     public init(_ c: JSONConfig) throws {
-        blockOutChannels = c.ints("block_out_channels", blockOutChannels)
+        try Self.refuseOtherArchitectures(c)
+        blockOutChannels = try c.requiredInts("block_out_channels",
+                                              example: "a list of ints such as [320, 640, 1280, 1280]")
         let n = blockOutChannels.count
-        inChannels = c.int("in_channels", 4)
-        outChannels = c.int("out_channels", 4)
-        layersPerBlock = c.int("layers_per_block", 2)
-        downBlockTypes = c.strings("down_block_types", downBlockTypes)
-        upBlockTypes = c.strings("up_block_types", upBlockTypes)
-        heads = c.intOrList("num_attention_heads", count: n) ?? c.intOrList("attention_head_dim", count: n)
+        guard (1...8).contains(n) else {
+            throw ModelError("\(c.source): key 'block_out_channels' has \(n) entries, expected 1 to 8")
+        }
+        try c.check("block_out_channels", blockOutChannels, in: 1...65536)
+        downBlockTypes = try c.requiredStrings("down_block_types",
+                                               example: "a list such as [\"CrossAttnDownBlock2D\", …, \"DownBlock2D\"]")
+        upBlockTypes = try c.requiredStrings("up_block_types",
+                                             example: "a list such as [\"UpBlock2D\", …, \"CrossAttnUpBlock2D\"]")
+        inChannels = try c.int("in_channels", 4)
+        outChannels = try c.int("out_channels", 4)
+        try c.check("in_channels", [inChannels], in: 1...4096)
+        try c.check("out_channels", [outChannels], in: 1...4096)
+        layersPerBlock = try c.int("layers_per_block", 2)
+        try c.check("layers_per_block", [layersPerBlock], in: 1...64)
+        heads = try c.intOrList("num_attention_heads", count: n) ?? c.intOrList("attention_head_dim", count: n)
             ?? Array(repeating: 8, count: n)
-        crossAttentionDim = c.int("cross_attention_dim", 1280)
-        useLinearProjection = c.bool("use_linear_projection", false)
-        normNumGroups = c.int("norm_num_groups", 32)
-        normEps = Float(c.double("norm_eps", 1e-5))
-        transformerLayersPerBlock = c.intOrList("transformer_layers_per_block", count: n)?.first ?? 1
-        flipSinToCos = c.bool("flip_sin_to_cos", true)
-        freqShift = c.int("freq_shift", 0)
-        sampleSize = c.intOrList("sample_size", count: 1)?.first ?? 64
+        try c.check("num_attention_heads/attention_head_dim", heads, in: 1...4096)
+        crossAttentionDim = try c.int("cross_attention_dim", 1280)
+        try c.check("cross_attention_dim", [crossAttentionDim], in: 1...65536)
+        useLinearProjection = try c.bool("use_linear_projection", false)
+        normNumGroups = try c.int("norm_num_groups", 32)
+        try c.check("norm_num_groups", [normNumGroups], in: 1...65536)
+        normEps = Float(try c.double("norm_eps", 1e-5))
+        let transformerLayers = try c.intOrList("transformer_layers_per_block", count: n) ?? [1]
+        try c.check("transformer_layers_per_block", transformerLayers, in: 1...64)
+        guard Set(transformerLayers).count == 1 else {
+            throw ModelError("\(c.source): transformer_layers_per_block \(transformerLayers) varies per block "
+                                 + "(SDXL-style UNets are not supported; only Stable Diffusion 1.x/2.x)")
+        }
+        transformerLayersPerBlock = transformerLayers[0]
+        flipSinToCos = try c.bool("flip_sin_to_cos", true)
+        freqShift = try c.int("freq_shift", 0)
+        try c.check("freq_shift", [freqShift], in: 0...(blockOutChannels[0] / 2 - 1))
+        sampleSize = try c.intOrList("sample_size", count: 1)?.first ?? 64
+        try c.check("sample_size", [sampleSize], in: 1...65536)
         let supportedDown = Set(["CrossAttnDownBlock2D", "DownBlock2D"])
         let supportedUp = Set(["CrossAttnUpBlock2D", "UpBlock2D"])
-        guard downBlockTypes.count == n, upBlockTypes.count == n, heads.count == n,
-              downBlockTypes.allSatisfy(supportedDown.contains), upBlockTypes.allSatisfy(supportedUp.contains) else {
-            throw ModelError("\(c.source): unsupported UNet layout "
-                                 + "(blocks \(downBlockTypes) / \(upBlockTypes), heads \(heads))")
+        if let other = (downBlockTypes + upBlockTypes).first(where: { !supportedDown.contains($0)
+                                                                      && !supportedUp.contains($0) }) {
+            throw ModelError("\(c.source): block type \(other) is not supported (only CrossAttnDownBlock2D, "
+                                 + "DownBlock2D, CrossAttnUpBlock2D, UpBlock2D of Stable Diffusion 1.x/2.x)")
         }
-        let midType = c.string("mid_block_type", "UNetMidBlock2DCrossAttn")
+        guard downBlockTypes.allSatisfy(supportedDown.contains), upBlockTypes.allSatisfy(supportedUp.contains) else {
+            throw ModelError("\(c.source): down_block_types must hold down blocks and up_block_types up blocks "
+                                 + "(\(downBlockTypes) / \(upBlockTypes))")
+        }
+        for (key, count) in [("down_block_types", downBlockTypes.count), ("up_block_types", upBlockTypes.count),
+                             ("num_attention_heads/attention_head_dim", heads.count)] where count != n {
+            throw ModelError("\(c.source): key '\(key)' has \(count) entries, but block_out_channels has \(n)")
+        }
+        if let bad = blockOutChannels.first(where: { $0 % normNumGroups != 0 }) {
+            throw ModelError("\(c.source): block_out_channels entry \(bad) is not divisible by "
+                                 + "norm_num_groups \(normNumGroups)")
+        }
+        for (i, ch) in blockOutChannels.enumerated() where ch % heads[i] != 0 {
+            throw ModelError("\(c.source): block_out_channels entry \(ch) is not divisible by its "
+                                 + "\(heads[i]) attention heads")
+        }
+        let midType = try c.string("mid_block_type", "UNetMidBlock2DCrossAttn")
         guard midType == "UNetMidBlock2DCrossAttn" else {
-            throw ModelError("\(c.source): unsupported mid_block_type \(midType)")
+            throw ModelError("\(c.source): mid_block_type \(midType) is not supported (only UNetMidBlock2DCrossAttn)")
         }
-        if c.has("addition_embed_type") || c.has("class_embed_type") {
-            throw ModelError("\(c.source): class/addition embeddings (SDXL-style UNets) are not supported")
+    }
+
+    /// Configs of other UNets (SDXL, SDXL refiner, class-conditioned, LCM-distilled, …) that would otherwise load
+    /// some of their weights and run wrongly: refused naming the key, and SDXL by name.
+    static func refuseOtherArchitectures(_ c: JSONConfig) throws {
+        let sd = "only Stable Diffusion 1.x/2.x UNets are supported"
+        let className = try c.string("_class_name", "UNet2DConditionModel")
+        guard className == "UNet2DConditionModel" else {
+            throw ModelError("\(c.source): _class_name \(className) is not supported (\(sd))")
+        }
+        for key in ["addition_embed_type", "addition_time_embed_dim", "projection_class_embeddings_input_dim"]
+            where c.has(key) {
+            throw ModelError("\(c.source): \(key) \(c.values[key]!): SDXL-style UNets (added text/time "
+                                 + "embeddings) are not supported (\(sd))")
+        }
+        if let v = c.values["cross_attention_dim"], v is [Any] {
+            throw ModelError("\(c.source): cross_attention_dim is a per-block list: this architecture is not "
+                                 + "supported (\(sd))")
+        }
+        if try c.int("cross_attention_dim", 1280) == 2048 {
+            throw ModelError("\(c.source): cross_attention_dim 2048 is SDXL's: SDXL is not supported (\(sd))")
+        }
+        for key in ["class_embed_type", "num_class_embeds", "encoder_hid_dim", "encoder_hid_dim_type",
+                    "time_cond_proj_dim", "time_embedding_dim", "timestep_post_act", "time_embedding_act_fn"]
+            where c.has(key) {
+            throw ModelError("\(c.source): \(key) \(c.values[key]!) is not supported (\(sd))")
+        }
+        func refuse(_ key: String, _ found: Any, _ supported: String) -> ModelError {
+            ModelError("\(c.source): \(key) \(found) is not supported (\(sd), with \(key) \(supported))")
+        }
+        for (key, value) in [("act_fn", "silu"), ("time_embedding_type", "positional"),
+                             ("resnet_time_scale_shift", "default"), ("attention_type", "default")] {
+            let found = try c.string(key, value)
+            if found != value { throw refuse(key, found, value) }
+        }
+        for key in ["conv_in_kernel", "conv_out_kernel"] {
+            let found = try c.int(key, 3)
+            if found != 3 { throw refuse(key, found, "3") }
+        }
+        for key in ["dual_cross_attention", "center_input_sample"] where try c.bool(key, false) {
+            throw refuse(key, true, "false")
+        }
+        // only_cross_attention: a bool or one per block.
+        if let list = c.values["only_cross_attention"] as? [Any] {
+            if list.contains(where: { JSONConfig.isBool($0) && ($0 as? Bool) == true }) {
+                throw refuse("only_cross_attention", list, "false")
+            }
+        } else if try c.bool("only_cross_attention", false) {
+            throw refuse("only_cross_attention", true, "false")
         }
     }
 }
@@ -69,6 +157,8 @@ struct UNetBlock {
 /// The SD 1.x/2.x denoiser (diffusers `UNet2DConditionModel`), with key names of the checkpoint.
 public final class UNet2DConditionModel {
     public let config: UNet2DConditionConfig
+    /// What loading from a folder warned about (stored tensors no layer uses), one line each.
+    public internal(set) var loadWarnings: [String] = []
     let convIn: Conv2d
     let timeLinear1: Linear, timeLinear2: Linear
     let down: [UNetBlock]
@@ -79,10 +169,13 @@ public final class UNet2DConditionModel {
     let convOut: Conv2d
 
     public convenience init(folder: URL) throws {
-        let config = try UNet2DConditionConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
-        let weights = try CheckpointWeights(folder: folder)
+        let config = try ModelError.loading("unet") {
+            try UNet2DConditionConfig(JSONConfig(url: folder.appendingPathComponent("config.json")))
+        }
+        let weights = try CheckpointWeights(folder: folder, component: "unet")
         try self.init(config: config, weights: weights)
         try weights.finish()
+        loadWarnings = weights.warnings
     }
 
     public init(config: UNet2DConditionConfig, weights w: WeightSource) throws {

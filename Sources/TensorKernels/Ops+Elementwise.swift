@@ -33,8 +33,9 @@ extension Ops {
     public static func geglu(_ x: Tensor) -> Tensor {
         return Profiler.measure("geglu") {
         let c2 = x.shape.last!, c = c2 / 2
-        let rows = x.count / c2
         let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [c])
+        guard c2 > 0, x.count > 0 else { return out }   // empty input: no division by zero
+        let rows = x.count / c2
         Parallel.forEach(rows) { r in gatedGELU(x.data + r * c2, x.data + r * c2 + c, out.data + r * c, c) }
         return out
         }
@@ -95,8 +96,10 @@ extension Ops {
 
     /// x [B, C, ...] += bias [B, C] (or [C]) broadcast over the spatial dimensions.
     public static func addChannelBiasInPlace(_ x: Tensor, _ bias: Tensor) {
-        let b = x.shape[0], c = x.shape[1], spatial = x.count / (b * c)
+        let b = x.shape[0], c = x.shape[1]
         precondition(bias.count == c || bias.count == b * c, "addChannelBias: \(bias.shape) on \(x.shape)")
+        guard x.count > 0 else { return }   // empty input (batch 0): nothing to add, no division by zero
+        let spatial = x.count / (b * c)
         Parallel.forEach(b * c) { bc in
             let v = bias.count == c ? bias.data[bc % c] : bias.data[bc]
             let p = x.data + bc * spatial

@@ -79,8 +79,12 @@ extension Ops {
         return Profiler.measure("linear") {
         let inF = weight.shape[1], outF = weight.shape[0]
         precondition(x.shape.last == inF, "linear: input \(x.shape) against weight \(weight.shape)")
-        let rows = x.count / inF
         let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outF]) // bias rows or beta = 0 fill it
+        guard inF > 0, x.count > 0 else {   // empty input (no rows, or no features): no division by zero
+            if out.count > 0 { for i in 0..<out.count { out.data[i] = bias?.data[i % outF] ?? 0 } }
+            return out
+        }
+        let rows = x.count / inF
         if let bias {
             precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs")
             for r in 0..<rows { (out.data + r * outF).update(from: bias.data, count: outF) }

@@ -6,7 +6,9 @@ extension Ops {
                                  silu: Bool = false) -> Tensor {
         return Profiler.measure(silu ? "groupnorm+silu" : "groupnorm") {
         let b = x.shape[0], c = x.shape[1]
-        precondition(c % groups == 0, "groupNorm: \(c) channels in \(groups) groups")
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(c) channels in \(groups) groups")
+        // Nothing to normalise (batch 0, no channels or an empty image): an empty result, no division by zero.
+        guard x.count > 0 else { return Tensor(shape: x.shape) }
         let spatial = x.count / (b * c)
         let cpg = c / groups
         let out = Tensor(shape: x.shape)
@@ -40,7 +42,9 @@ extension Ops {
     /// LayerNorm over the last dimension.
     public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
         return Profiler.measure("layernorm") {
-        let c = x.shape.last!
+        let c = x.shape.last ?? 0
+        // Empty input (no rows or no features): an empty result, no division by zero.
+        guard c > 0, x.count > 0 else { return Tensor(shape: x.shape) }
         let rows = x.count / c
         let out = Tensor(shape: x.shape)
         Parallel.forEach(rows) { r in

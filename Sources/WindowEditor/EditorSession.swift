@@ -43,6 +43,9 @@ public final class EditorSession: @unchecked Sendable {
         try holdLocked(folder, willLoad: willLoad)
     }
 
+    /// What loading the held model warned about (stored tensors no layer uses), one line each; empty without one.
+    public var modelWarnings: [String] { lock.withLock { model?.pipeline.warnings ?? [] } }
+
     /// Lets the held model go (the cache frees it once no session holds it).
     public func release() {
         lock.withLock {

@@ -211,4 +211,19 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    /// Empty inputs (batch 0, no channels, an empty image, no features) give empty outputs: `ocdedit model unet`
+    /// with batch 0 used to divide by zero in groupNorm.
+    func testNormsOfEmptyInputsAreEmpty() {
+        for shape in [[0, 8, 4, 4], [2, 8, 0, 4], [0, 0, 3, 3]] {
+            let y = Ops.groupNorm(Tensor(shape: shape), groups: 4, weight: nil, bias: nil, eps: 1e-5, silu: true)
+            XCTAssertEqual(y.shape, shape)
+            XCTAssertEqual(y.count, 0)
+        }
+        for shape in [[0, 77, 32], [2, 0, 32], [2, 3, 0], [0]] {
+            let y = Ops.layerNorm(Tensor(shape: shape), weight: nil, bias: nil, eps: 1e-5)
+            XCTAssertEqual(y.shape, shape)
+            XCTAssertEqual(y.count, 0)
+        }
+    }
 }
