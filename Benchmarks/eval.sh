@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
-# default mode without cross-frame attention and with the source prompt as negative prompt, as one Markdown table
+# default modes without cross-frame attention and with the empty negative prompt, as one Markdown table
 # (the README's quality table).
 #   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
 # MODEL and CLIPS override the model folder and the clips folder (e.g. clips of a fresh seed:
@@ -17,8 +17,8 @@ runs=(
   "tokenflow|--mode tokenflow"
   "ocd, cross-frame=none|--mode ocd --cross-frame none"
   "baseline, cross-frame=none|--mode baseline --cross-frame none"
-  "ocd, negative prompt = source|--mode ocd --negative-from-source"
-  "baseline, negative prompt = source|--mode baseline --negative-from-source"
+  "ocd, empty negative prompt|--mode ocd --negative-from-source false"
+  "baseline, empty negative prompt|--mode baseline --negative-from-source false"
 )
 rows=()
 for run in "${runs[@]}"; do

@@ -12,9 +12,6 @@ public struct EvalConfiguration: Sendable {
     public var windowSize = WindowSizeSetting.defaultValue
     /// Target prompt := source prompt: a reconstruction check (edit accuracy then expects the source colour).
     public var nullEdit = false
-    /// Negative prompt := the clip's source prompt (negative-prompt inversion: guidance then pushes only along the
-    /// difference between the target prompt and the prompt the latents were inverted with).
-    public var negativeFromSource = false
     /// No diffusion: VAE encode + decode each window at the processing size; only psnr (and seconds) are measured.
     public var vaeRoundTrip = false
     /// Where to write, per clip, strip.png (input | mask | output for up to 4 frames) and output/NNNN.ppm.
@@ -69,7 +66,6 @@ public final class EvalRunner {
         var s = configuration.settings
         s.sourcePrompt = clip.meta.sourcePrompt
         s.prompt = configuration.nullEdit ? clip.meta.sourcePrompt : clip.meta.targetPrompt
-        if configuration.negativeFromSource { s.negativePrompt = clip.meta.sourcePrompt }
         return s
     }
 

@@ -60,8 +60,6 @@ struct EvalCommand: ParsableCommand {
     var windowSize = WindowSizeSetting.defaultValue
     @Option(help: "Evaluate only the first N clips.") var limit: Int?
     @Flag(help: "Target prompt := source prompt (a reconstruction check; see psnr).") var nullEdit = false
-    @Flag(help: "Negative prompt := each clip's source prompt (negative-prompt inversion).")
-    var negativeFromSource = false
     @Flag(help: "No diffusion: VAE encode + decode each frame at the processing size; only psnr is measured.")
     var vaeRoundtrip = false
     @Option(help: "Write per clip strip.png (input | mask | output) and output/NNNN.ppm into this folder.")
@@ -82,7 +80,6 @@ struct EvalCommand: ParsableCommand {
             var config = EvalConfiguration(settings: s)
             config.windowSize = windowSize
             config.nullEdit = nullEdit
-            config.negativeFromSource = negativeFromSource
             config.vaeRoundTrip = vaeRoundtrip
             config.saveFolder = save.map { URL(fileURLWithPath: $0) }
             if let limit, limit < 1 { throw EvalError("--limit \(limit) must be at least 1") }

@@ -183,7 +183,7 @@ public final class DiffusionWindowEditor: WindowEditing {
     private func encodedPrompts() -> EncodedPrompts {
         if let prompts { return prompts }
         let target = settings.prompt ?? ""
-        let e = pipeline.encode(prompts: [settings.sourcePrompt, target, settings.negativePrompt])
+        let e = pipeline.encode(prompts: [settings.sourcePrompt, target, settings.unconditionalPrompt])
         let parts = Ops.split(e, dim: 0, sizes: [1, 1, 1])
         let encoded = EncodedPrompts(source: parts[0], target: parts[1], negative: parts[2],
                                      sourceTokens: pipeline.tokenizer.encode(settings.sourcePrompt),

@@ -123,7 +123,11 @@ extension EditorSettings {
                      + "text_encoder/ tokenizer/ scheduler/); unset = pass-through", \.modelPath),
             optional("prompt", "Target prompt of the edit; unset = pass-through", \.prompt),
             string("source-prompt", "Prompt describing the input video, used for DDIM inversion", \.sourcePrompt),
-            string("negative-prompt", "Unconditional prompt of classifier-free guidance", \.negativePrompt),
+            string("negative-prompt", "Unconditional prompt of classifier-free guidance; empty = the source prompt "
+                   + "when negative-from-source is true, else the empty prompt", \.negativePrompt),
+            bool("negative-from-source", "With an empty negative-prompt, guide from the source prompt (negative-prompt "
+                 + "inversion: a steadier, stronger edit); false = the empty prompt, as diffusers does",
+                 \.negativeFromSource),
             int("steps", "DDIM steps of the full schedule", 1...1000, \.steps),
             double("guidance-scale", "Classifier-free guidance scale (1 = no guidance)", 1...30, \.guidanceScale),
             double("strength", "Share of the schedule that is inverted and re-denoised", 0...1, \.strength),

@@ -34,8 +34,14 @@ public struct EditorSettings: Sendable, Equatable {
     public var prompt: String? = nil
     /// `source-prompt`: prompt describing the input, used for DDIM inversion.
     public var sourcePrompt: String = ""
-    /// `negative-prompt`: unconditional prompt for classifier-free guidance.
+    /// `negative-prompt`: unconditional prompt for classifier-free guidance; empty = see `negativeFromSource`.
     public var negativePrompt: String = ""
+    /// `negative-from-source`: with an empty `negative-prompt`, the source prompt is the unconditional prompt
+    /// (negative-prompt inversion, Miyake et al. 2023): guidance then pushes from the description of the input
+    /// towards the target, and a target equal to the source retraces the inversion at any guidance scale. On the
+    /// shapes world it lifted edit accuracy from 0.45 to 0.79 (baseline, `ocdedit eval`, README). false = the empty
+    /// prompt, as diffusers does.
+    public var negativeFromSource: Bool = true
     /// `steps`: DDIM steps of the full schedule.
     public var steps: Int = 20
     /// `guidance-scale`: classifier-free guidance scale (1 = no guidance).
@@ -87,4 +93,9 @@ public struct EditorSettings: Sendable, Equatable {
     public var feather: Int = 8
 
     public init() {}
+
+    /// The unconditional prompt of classifier-free guidance that `negative-prompt` and `negative-from-source` give.
+    public var unconditionalPrompt: String {
+        negativePrompt.isEmpty && negativeFromSource ? sourcePrompt : negativePrompt
+    }
 }
