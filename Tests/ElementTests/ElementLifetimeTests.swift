@@ -160,7 +160,7 @@ final class ElementLifetimeTests: XCTestCase {
     }
 
     /// seed, feather and prompt changed while PLAYING reach the next window (the last window differs from the first
-    /// on the same input) without loading the model again: one PROGRESS model-load start in the whole run.
+    /// on the same input) without loading the model again: one PROGRESS loading start in the whole run.
     func testSettingChangesWhilePlayingDoNotReloadTheModel() throws {
         let p = try Pipeline("""
             appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=2 model=\(tinyModel) \
