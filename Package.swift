@@ -49,8 +49,9 @@ let package = Package(
                 swiftSettings: optimize),
         .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
                 swiftSettings: optimize),
+        // `ocdedit edit` builds and runs a GStreamer pipeline with the element (CGStreamer: the core library only).
         .executableTarget(name: "OCDEditCLI", dependencies: [
-            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels",
+            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels", "CGStreamer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
