@@ -20,6 +20,8 @@ final class EditProgressDisplay {
     private let out: FileHandle
     private let started = Date()
     private var loadingSince: Date?
+    /// The load's start as the message's own timestamp (ns): both messages may wait on the bus for the state change.
+    private var loadingStamp: UInt64?
     private var windows = 0
     private var frames: Int64 = 0
     private var total: Int64?
@@ -38,15 +40,17 @@ final class EditProgressDisplay {
     var framesDone: Int64 { frames }
     var windowsDone: Int { windows }
 
-    func loadingStarted(_ text: String) {
+    func loadingStarted(_ text: String, stamp: UInt64) {
         loadingSince = Date()
+        loadingStamp = stamp
         if terminal { draw() } else { line(text) }
     }
 
     /// The load ended; `failed`: the error that follows on the bus says why, so nothing is printed here.
-    func loadingEnded(_ text: String, failed: Bool) {
-        let seconds = loadingSince.map { Date().timeIntervalSince($0) } ?? 0
+    func loadingEnded(_ text: String, failed: Bool, stamp: UInt64) {
+        let seconds = loadingStamp.map { Double(stamp &- $0) / 1e9 } ?? 0
         loadingSince = nil
+        loadingStamp = nil
         if failed { return }
         if terminal { draw() } else { line(text + String(format: " (%.1f s)", seconds)) }
     }

@@ -178,9 +178,10 @@ enum EditRunner {
                 g_free(text)
                 guard codeText == "loading" else { break }
                 if type == GST_PROGRESS_TYPE_START {
-                    display.loadingStarted(message)
+                    display.loadingStarted(message, stamp: UInt64(m.pointee.timestamp))
                 } else {
-                    display.loadingEnded(message, failed: type != GST_PROGRESS_TYPE_COMPLETE)
+                    display.loadingEnded(message, failed: type != GST_PROGRESS_TYPE_COMPLETE,
+                                         stamp: UInt64(m.pointee.timestamp))
                 }
             default:
                 guard m.pointee.src == editorObject, let s = gst_message_get_structure(m),
