@@ -199,4 +199,50 @@ final class EditCommandTests: XCTestCase {
         XCTAssertEqual(try leftovers(folder, besides: ["png"]), [])
         XCTAssertEqual(try leftovers(folder.appendingPathComponent("png"), besides: []), [])
     }
+
+    /// A pipeline error that is not the model's (a mask file no demuxer knows): exit status 1 with the bus error's
+    /// text, no output.
+    func testUnreadableMaskFailsWithTheBusError() throws {
+        let (video, _) = try makeClip()
+        let mask = dir.appendingPathComponent("mask.txt")
+        try Data("not a video".utf8).write(to: mask)
+        let folder = dir.appendingPathComponent("out")
+        let r = try run(try editArguments(video, folder.appendingPathComponent("x.webm").path) + ["--mask", mask.path])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("error: Could not determine type of stream"), r.stderr)
+        XCTAssertEqual(try leftovers(folder, besides: []), [])
+    }
+
+    /// A write error in mid-stream, after windows were written (the temporary folder of PNG frames disappears, as
+    /// on a failing disk): exit status 1 with the sink's error, and no frame under the output pattern.
+    func testWriteErrorInMidStreamLeavesNoOutput() throws {
+        let (video, _) = try makeClip()
+        let folder = dir.appendingPathComponent("out")
+        let err = dir.appendingPathComponent("write-stderr")
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        let arguments = try editArguments(video, folder.appendingPathComponent("frame-%03d.png").path)
+            + ["--steps", "20", "--strength", "1"]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: arguments[0])
+        p.arguments = Array(arguments.dropFirst())
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: err)
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        var log = ""
+        while p.isRunning && Date() < deadline && !log.contains("window 2/10 done") {
+            usleep(10_000)
+            log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        }
+        XCTAssertTrue(p.isRunning, "ended before the write error: \(log)")
+        let staging = try leftovers(folder, besides: [])
+        XCTAssertEqual(staging.count, 1, "one temporary folder: \(staging)")
+        XCTAssertTrue(staging.first?.hasPrefix(".ocdedit-") ?? false, "\(staging)")
+        for name in staging { try FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
+        p.waitUntilExit()
+        log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        XCTAssertEqual(p.terminationStatus, 1, log)
+        XCTAssertTrue(log.contains("error: "), log)
+        XCTAssertEqual(try leftovers(folder, besides: []), [])
+    }
 }
