@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas-dev \
-	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-base-apps gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-ugly pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build test demo eval bench model clean

@@ -49,8 +49,9 @@ let package = Package(
                 swiftSettings: optimize),
         .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
                 swiftSettings: optimize),
+        // `ocdedit edit` builds and runs a GStreamer pipeline with the element (CGStreamer: the core library only).
         .executableTarget(name: "OCDEditCLI", dependencies: [
-            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels",
+            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels", "CGStreamer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
@@ -58,6 +59,8 @@ let package = Package(
         .testTarget(name: "WindowEditorTests", dependencies: ["WindowEditor", "StableDiffusion", "TensorKernels"]),
         .testTarget(name: "EvalKitTests", dependencies: ["EvalKit", "WindowEditor", "StableDiffusion"]),
         .testTarget(name: "ElementTests", dependencies: ["CGStreamer", "CGstApp", "CGstShim"]),
+        // Runs the built `ocdedit edit` as a subprocess (gst-launch-1.0, gst-discoverer-1.0 and script check it).
+        .testTarget(name: "EditCommandTests", dependencies: []),
     ],
     // Kernels share raw pointers across Dispatch threads and the element lives on GObject callbacks: Swift 5 mode
     // (no strict Sendable checking) everywhere.

@@ -94,6 +94,8 @@ final class OCDEdit: @unchecked Sendable {
     /// The held model and the editor of the last window's settings.
     private let session = EditorSession()
     private var rejectedCaps = Set<String>()
+    /// Frames and edit time pushed since start, for the `progress` messages (Progress.swift).
+    private let progress = WindowProgress()
     /// Name of the custom event the worker queues on a sink pad to wake the source thread (see `wakeAggregator`).
     private static let wakeEventName = "ocdedit-window-edited"
 
@@ -125,7 +127,7 @@ final class OCDEdit: @unchecked Sendable {
     }
     private func postProgress(_ type: GstProgressType, _ text: String) {
         let object = UnsafeMutableRawPointer(element).assumingMemoryBound(to: GstObject.self)
-        _ = gst_element_post_message(element, gst_message_new_progress(object, type, "model-load", text))
+        _ = gst_element_post_message(element, gst_message_new_progress(object, type, "loading", text))
     }
     private func log(_ level: GstDebugLevel, _ message: @autoclosure () -> String, function: String = #function,
                      line: Int = #line) {
@@ -179,6 +181,7 @@ final class OCDEdit: @unchecked Sendable {
         latencyLock.withLock { latency = LatencyState() }
         cancel.set(false)
         rejectedCaps = []
+        progress.reset()
         let s = currentSettings
         if let rejection = s.rejection {
             post(EditorFailure(.settings, rejection))
@@ -207,7 +210,7 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     /// Holds the model of `folder` (none for nil); a load from disk is bracketed by PROGRESS start and complete (or
-    /// error) messages with code `model-load`, which no cache hit posts.
+    /// error) messages with code `loading`, which no cache hit posts.
     private func holdModel(_ folder: String?) throws(EditorFailure) {
         var loading = false
         do {
@@ -550,6 +553,15 @@ final class OCDEdit: @unchecked Sendable {
         }
     }
 
+    /// The `progress` element message of a window just pushed (Progress.swift).
+    private func postProgress(_ job: WindowJob) {
+        let total = WindowProgress.totalFrames(upstreamOf: pad(videoPad), fpsN: job.layout.info.fps_n,
+                                               fpsD: job.layout.info.fps_d)
+        let report = progress.windowPushed(number: job.number, count: job.buffers.count, seconds: job.seconds,
+                                           steps: job.settings.steps, total: total)
+        _ = gst_element_post_message(element, WindowProgress.message(report, from: element))
+    }
+
     /// Source thread: push a finished window downstream (or report its error).
     private func push(_ job: WindowJob) -> GstFlowReturn {
         if let failure = job.failure {
@@ -569,6 +581,7 @@ final class OCDEdit: @unchecked Sendable {
             if r != GST_FLOW_OK { return r }
         }
         log(GST_LEVEL_DEBUG, "window \(job.number) pushed")
+        postProgress(job)
         let estimate = GstClockTime(job.seconds * 1e9)
         let longer = latencyLock.withLock {
             guard estimate > latency.processingEstimate else { return false }

@@ -51,6 +51,31 @@ final class ElementLifetimeTests: XCTestCase {
         XCTAssertNotEqual(edited, input, "nothing was edited: the windows took no time and proved nothing")
     }
 
+    /// Pipelines/file-to-file.sh runs headless: the demo clip encoded to WebM, edited file to file, the model load's
+    /// PROGRESS pair and one `progress` message per window (16 frames in windows of 8) in its output.
+    func testFileToFileScript() throws {
+        try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
+        let dir = try temporaryDirectory()
+        let script = Process()
+        script.executableURL = root.appendingPathComponent("Pipelines/file-to-file.sh")
+        script.arguments = [dir.path, "steps=2", "processing-size=64"]
+        var environment = ProcessInfo.processInfo.environment // GST_PLUGIN_PATH/GST_REGISTRY of GStreamerSetup
+        environment["MODEL"] = tinyModel
+        script.environment = environment
+        let output = Pipe()
+        script.standardOutput = output
+        try script.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        script.waitUntilExit()
+        XCTAssertEqual(script.terminationStatus, 0, text)
+        let lines = text.split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("Progress: (loading)") }.count, 2, text)
+        let windows = lines.filter { $0.hasPrefix("window progress:") }
+        XCTAssertEqual(windows.count, 2, text)
+        XCTAssertTrue(windows.last?.contains("current=(gint64)16, total=(gint64)16") ?? false, text)
+        XCTAssertGreaterThan(fileSize(dir.appendingPathComponent("edited.webm")), 1000)
+    }
+
     /// Pipelines/side-by-side.sh (tee → ocdedit → compositor ← queue ← tee) runs headless and writes one picture per
     /// frame, input and edit side by side.
     func testSideBySideScript() throws {
@@ -160,7 +185,7 @@ final class ElementLifetimeTests: XCTestCase {
     }
 
     /// seed, feather and prompt changed while PLAYING reach the next window (the last window differs from the first
-    /// on the same input) without loading the model again: one PROGRESS model-load start in the whole run.
+    /// on the same input) without loading the model again: one PROGRESS loading start in the whole run.
     func testSettingChangesWhilePlayingDoNotReloadTheModel() throws {
         let p = try Pipeline("""
             appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=2 model=\(tinyModel) \

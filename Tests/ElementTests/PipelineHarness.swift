@@ -223,7 +223,7 @@ class LaunchedPipeline {
     }
 }
 
-/// PROGRESS messages with code `model-load` of type START among `messages`: one per load of a model folder from disk.
+/// PROGRESS messages with code `loading` of type START among `messages`: one per load of a model folder from disk.
 func modelLoadStarts(_ messages: [UnsafeMutablePointer<GstMessage>]) -> Int {
     var count = 0
     for m in messages where m.pointee.type == GST_MESSAGE_PROGRESS {
@@ -231,7 +231,7 @@ func modelLoadStarts(_ messages: [UnsafeMutablePointer<GstMessage>]) -> Int {
         var code: UnsafeMutablePointer<gchar>?
         var text: UnsafeMutablePointer<gchar>?
         gst_message_parse_progress(m, &type, &code, &text)
-        if type == GST_PROGRESS_TYPE_START, let code, String(cString: code) == "model-load" { count += 1 }
+        if type == GST_PROGRESS_TYPE_START, let code, String(cString: code) == "loading" { count += 1 }
         g_free(code)
         g_free(text)
     }
