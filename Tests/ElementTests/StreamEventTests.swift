@@ -90,6 +90,27 @@ final class StreamEventTests: XCTestCase {
         XCTAssertEqual(frames.map(\.runningTime), (0..<8).map { UInt($0) * frameNs })
     }
 
+    /// Small to large with a model (it used to fail with "could not map an input frame for reading"): the partial
+    /// window of 32×24 frames is edited at its size and leaves with its caps, then the 64×48 frames are edited at
+    /// theirs.
+    func testCapsChangeWithModelEditsEachWindowAtItsOwnSize() throws {
+        let p = try Pipeline("""
+            concat name=c ! ocdedit name=e window-size=2 model=\(tinyModel) prompt="a blue ball" \
+            source-prompt="a ball" steps=2 processing-size=64 ! appsink name=sink sync=false \
+            videotestsrc num-buffers=3 ! \(rgbCaps(32, 24)) ! c. \
+            videotestsrc num-buffers=3 ! \(rgbCaps(64, 48)) ! c. \
+            videotestsrc pattern=white num-buffers=6 ! video/x-raw,format=GRAY8,width=16,height=12,framerate=25/1 \
+            ! e.mask
+            """)
+        p.play()
+        let (frames, eos) = p.collect(timeout: 120)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.width), [32, 32, 32, 64, 64, 64])
+        XCTAssertEqual(frames.map(\.bytes.count), [2304, 2304, 2304, 9216, 9216, 9216])
+        XCTAssertEqual(frames.map(\.runningTime), (0..<6).map { UInt($0) * frameNs })
+    }
+
     /// A segment that arrives mid-window: the window's frames leave under the old segment, then the new segment,
     /// then the frames after it; running time follows each frame's own segment.
     func testSegmentMidWindowIsForwardedInStreamOrder() throws {
