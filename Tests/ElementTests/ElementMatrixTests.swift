@@ -211,6 +211,9 @@ final class ElementMatrixTests: XCTestCase {
         let (frames, eos) = p.collect(timeout: 10)
         XCTAssertTrue(eos)
         XCTAssertEqual(frames.map(tintedColumns), [[Int]](repeating: Array(24..<32), count: 3))
+        // The mask's caps never go downstream: every frame is labelled with the video's caps.
+        XCTAssertEqual(frames.map(\.width), [64, 64, 64])
+        XCTAssertEqual(frames.map(\.height), [48, 48, 48])
     }
 
     /// NULL ↔ PLAYING a hundred times, each run a complete stream (with a mask linked, ended in every run).
