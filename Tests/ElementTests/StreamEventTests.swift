@@ -272,6 +272,53 @@ final class StreamEventTests: XCTestCase {
         }
     }
 
+    /// A model and prompt set while 16384×1 frames pass through: the next window stops the stream with the same
+    /// STREAM/FORMAT error, before any canvas is built.
+    func testCanvasBoundAppliesWhenAModelIsSetWhilePlaying() throws {
+        let caps = "video/x-raw,format=RGB,width=16384,height=1,framerate=25/1"
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(caps) ! ocdedit name=e window-size=2 processing-size=64 \
+            ! appsink name=sink sync=false
+            """)
+        p.play()
+        let frame = [UInt8](repeating: 5, count: frameSize(caps))
+        for i in 0..<2 { p.pushVideo(frame, pts: UInt(i) * frameNs) }
+        var pulled = 0
+        for _ in 0..<2 {
+            guard let sample = gst_app_sink_try_pull_sample(p.sink, 10_000_000_000) else { break }
+            pulled += 1
+            gst_sample_unref(sample)
+        }
+        XCTAssertEqual(pulled, 2, "pass-through frames")
+        p.set("model", string: tinyModel)
+        p.set("prompt", string: "a ball")
+        for i in 2..<4 { p.pushVideo(frame, pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let error = p.error(timeout: 20)
+        XCTAssertEqual(error?.code, Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+        XCTAssertTrue(error?.message.contains("4:1") == true, "got: \(error?.message ?? "nil")")
+    }
+
+    /// 3840×2160 (RGB) in pass-through and preview-mask: every frame out at its size.
+    func testUHDFramesPassAndPreview() throws {
+        let caps = rgbCaps(3840, 2160)
+        for preview in [false, true] {
+            let p = try Pipeline("""
+                appsrc name=video format=time caps=\(caps) ! ocdedit name=e window-size=2 preview-mask=\(preview) \
+                ! appsink name=sink sync=false
+                """)
+            p.play()
+            let frame = [UInt8](repeating: 100, count: frameSize(caps))
+            for i in 0..<2 { p.pushVideo(frame, pts: UInt(i) * frameNs) }
+            p.endVideo()
+            let (frames, eos) = p.collect(timeout: 60)
+            XCTAssertTrue(eos, "preview=\(preview)")
+            XCTAssertEqual(frames.map(\.width), [3840, 3840], "preview=\(preview)")
+            XCTAssertEqual(frames.map(\.bytes.count), [frame.count, frame.count])
+            if preview { XCTAssertNotEqual(frames.first?.bytes, frame, "not tinted") }
+        }
+    }
+
     /// 4:1 itself (and a little past it, which rounds to 4:1 on the 64-pixel grid) is accepted.
     func testFourToOneIsAccepted() throws {
         let p = try Pipeline("""
