@@ -216,6 +216,38 @@ final class ElementMatrixTests: XCTestCase {
         XCTAssertEqual(frames.map(\.height), [48, 48, 48])
     }
 
+    /// A flush while a window is being edited (400 steps: about 40 s with the tiny model here) cancels the edit
+    /// between diffusion steps: the flush returns within seconds, the cancelled window never comes out, and the
+    /// stream goes on after it.
+    func testFlushDuringARunningEdit() throws {
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=2 model=\(tinyModel) \
+            prompt="a blue ball" steps=400 strength=1 processing-size=128 ! appsink name=sink sync=false
+            """)
+        p.play()
+        for i in 0..<2 { p.pushVideo([UInt8](repeating: 1, count: w * h * 3), pts: UInt(i) * frameNs) }
+        let deadline = Date().addingTimeInterval(5)
+        while gst_app_src_get_current_level_buffers(p.video) > 0 && Date() < deadline { usleep(10_000) }
+        usleep(1_000_000) // the window is being edited now
+        let start = Date()
+        let pads = [gst_element_get_static_pad(p.element, "sink")!, gst_element_get_static_pad(p.element, "mask")!]
+        for pad in pads { _ = gst_pad_send_event(pad, gst_event_new_flush_start()) }
+        for pad in pads { _ = gst_pad_send_event(pad, gst_event_new_flush_stop(0)) }
+        let flushSeconds = Date().timeIntervalSince(start)
+        var segment = GstSegment()
+        gst_segment_init(&segment, GST_FORMAT_TIME)
+        XCTAssertNotEqual(gst_pad_send_event(pads[0], gst_event_new_segment(&segment)), 0)
+        pads.forEach { gst_object_unref($0) }
+        XCTAssertLessThan(flushSeconds, 5, "the flush waited for the edit")
+        gst_util_set_object_arg(UnsafeMutableRawPointer(p.element).assumingMemoryBound(to: GObject.self),
+                                "preview-mask", "true")
+        for i in 2..<4 { p.pushVideo([UInt8](repeating: 2, count: w * h * 3), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 30)
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), [2 * frameNs, 3 * frameNs])
+    }
+
     /// NULL ↔ PLAYING a hundred times, each run a complete stream (with a mask linked, ended in every run).
     func testStateChangesHundredTimesWithMask() throws {
         let p = try previewPipeline(window: 3)
