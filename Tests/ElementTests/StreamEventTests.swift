@@ -202,6 +202,38 @@ final class StreamEventTests: XCTestCase {
         }
     }
 
+    /// A GAP on the mask pad is no mask: the last mask stays in force across it.
+    func testGapOnMaskPadKeepsTheLastMask() throws {
+        let (w, h) = (64, 48)
+        let (p, _) = try fedPipeline("window-size=2 preview-mask=true")
+        let video = PadFeeder(p.element, streamID: "video")
+        let mask = PadFeeder(p.element, pad: "mask", streamID: "mask")
+        let stripe: @Sendable (Int) -> [UInt8] = { k in
+            var m = [UInt8](repeating: 0, count: w * h)
+            for y in 0..<h { for x in (4 * k)..<(4 * k + 4) { m[y * w + x] = 255 } }
+            return m
+        }
+        let maskThread = Thread {
+            mask.caps("video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1")
+            mask.segment()
+            mask.push(stripe(0), pts: 0)
+            mask.gap(pts: frameNs)
+            mask.push(stripe(1), pts: 2 * frameNs)
+            mask.eos()
+        }
+        maskThread.start()
+        let caps = rgbCaps(w, h)
+        video.caps(caps)
+        video.segment()
+        for i in 0..<4 { video.push(filled(caps, 100), pts: UInt(i) * frameNs) }
+        video.eos()
+        let (frames, eos) = p.collect(timeout: 10)
+        XCTAssertTrue(eos)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0))
+        let tinted = frames.map { f in (0..<w).filter { f.bytes[(10 * w + $0) * 3] != 100 } }
+        XCTAssertEqual(tinted, [0, 0, 1, 1].map { Array((4 * $0)..<(4 * $0 + 4)) })
+    }
+
     /// With a model set, a gap used to reach the editor as an empty frame ("could not map an input frame"): it must
     /// not. The mask is all black, so the window comes back untouched without the model running.
     func testGapWithModelIsNotAnError() throws {
