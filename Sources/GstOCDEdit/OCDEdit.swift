@@ -14,14 +14,35 @@ final class CancelFlag: @unchecked Sendable {
     func set(_ v: Bool) { lock.withLock { value = v } }
 }
 
-/// One window on its way through the worker, with the settings it is edited with.
+/// Caps the element holds a reference to (the video caps a window was filled under, the caps last sent downstream).
+final class CapsRef: @unchecked Sendable {
+    let caps: UnsafeMutablePointer<GstCaps>
+    init(_ caps: UnsafeMutablePointer<GstCaps>) { self.caps = gst_caps_ref(caps) }
+    deinit { gst_caps_unref(caps) }
+}
+
+/// A serialized event held until the frames before it have been pushed (a GAP on the video pad); unreffed if it never
+/// goes out (flush, failed window).
+final class EventRef: @unchecked Sendable {
+    private(set) var event: UnsafeMutablePointer<GstEvent>?
+    init(taking event: UnsafeMutablePointer<GstEvent>) { self.event = event }
+    /// The event, handed over to the caller (nil after the first call).
+    func take() -> UnsafeMutablePointer<GstEvent>? { defer { event = nil }; return event }
+    deinit { if let event { gst_event_unref(event) } }
+}
+
+/// One window on its way through the worker, with the settings it is edited with and the caps its frames carry.
 final class WindowJob: @unchecked Sendable {
     /// Counts the windows since start, for the log.
     let number: Int
     let buffers: [BufferRef]
     let masks: [Mask]
     let layout: VideoLayout
+    let caps: CapsRef
     let settings: EditorSettings
+    /// Events that go downstream between the window's frames: `after` = how many of its frames precede the event.
+    /// Only touched under the element's state lock (source thread), never by the worker.
+    var events: [(after: Int, event: EventRef)] = []
     let done = DispatchSemaphore(value: 0)
     /// Edited buffers (nil = push the input buffer unchanged); filled by the worker.
     var outputs: [UnsafeMutablePointer<GstBuffer>?] = []
@@ -29,11 +50,13 @@ final class WindowJob: @unchecked Sendable {
     /// The edit alone: a model load before it is not a per-window cost and stays out of the latency.
     var seconds = 0.0
 
-    init(number: Int, buffers: [BufferRef], masks: [Mask], layout: VideoLayout, settings: EditorSettings) {
+    init(number: Int, buffers: [BufferRef], masks: [Mask], layout: VideoLayout, caps: CapsRef,
+         settings: EditorSettings) {
         self.number = number
         self.buffers = buffers
         self.masks = masks
         self.layout = layout
+        self.caps = caps
         self.settings = settings
     }
 
@@ -42,15 +65,34 @@ final class WindowJob: @unchecked Sendable {
 
 /// What the element is doing (kept apart from `Settings`, what the user asked for).
 struct State {
+    /// The video caps in force (the window being filled was filled under them: a caps change finishes the window).
     var videoLayout: VideoLayout?
+    var videoCaps: CapsRef?
     var maskLayout: VideoLayout?
     var window: [(buffer: BufferRef, mask: Mask?)] = []
+    /// Events to push after the first `after` frames of the window being filled.
+    var windowEvents: [(after: Int, event: EventRef)] = []
+    /// The last segment of the video pad, and whether it still has to go downstream before the next GAP event (the
+    /// aggregator sends it before the next buffer by itself, not before an event).
+    var videoSegment: GstSegment?
+    var outputSegment = State.timeSegment
+    var segmentUnsent = true
+    /// The caps of the frames last sent downstream (what a renegotiation must keep).
+    var outputCaps: CapsRef?
+    /// A flow error (not-linked, not-negotiated) has been posted to the bus since start or the last flush.
+    var flowErrorPosted = false
     var lastMask: Mask?
     var inFlight: WindowJob?
     /// Windows dispatched since start.
     var windows = 0
     /// What pushing a window from the wake-up event returned, when not OK: `aggregate` returns it next.
     var pendingFlow: GstFlowReturn?
+
+    static var timeSegment: GstSegment {
+        var segment = GstSegment()
+        gst_segment_init(&segment, GST_FORMAT_TIME)
+        return segment
+    }
 }
 
 /// What the latency query reports; own lock, since property changes update it from the application's thread.
@@ -243,8 +285,11 @@ final class OCDEdit: @unchecked Sendable {
         stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state.window = []
+        state.windowEvents = []
         state.lastMask = nil
         state.pendingFlow = nil
+        state.flowErrorPosted = false
+        state.segmentUnsent = true
         cancel.set(false)
     }
 
@@ -292,37 +337,137 @@ final class OCDEdit: @unchecked Sendable {
         }
         // The aggregator calls `flush` only for flushing seeks it started; a flush from upstream ends here.
         if aggPad == videoPad && event.pointee.type == GST_EVENT_FLUSH_STOP { dropPendingWork() }
-        if event.pointee.type == GST_EVENT_CAPS {
+        switch event.pointee.type {
+        case GST_EVENT_CAPS:
+            // Never forwarded as it comes (the parent would put the new caps on the source pad ahead of the frames
+            // still queued under the old ones): the video caps go downstream with the frames they describe.
             stateLock.lock(); defer { stateLock.unlock() }
             var caps: UnsafeMutablePointer<GstCaps>?
             gst_event_parse_caps(event, &caps)
-            if let caps {
-                let layout = VideoLayout(caps: caps, mask: aggPad == maskPad)
-                if aggPad == videoPad {
-                    guard let layout else {
-                        post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with "
-                                    + "format RGB, RGBA, BGRx or I420", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
-                        gst_event_unref(event)
-                        return false
-                    }
-                    state.videoLayout = layout
-                    let fpsN = layout.info.fps_n, fpsD = layout.info.fps_d
-                    let duration = fpsN > 0 ? gst_util_uint64_scale_int(GstClockTime(1_000_000_000), fpsD, fpsN) : 0
-                    latencyLock.withLock { latency.frameDuration = duration }
-                    gst_aggregator_set_src_caps(aggregator, caps)
-                    updateLatency()
-                } else {
-                    guard let layout else {
-                        post(error: "mask pad: caps \(capsString(caps)) not accepted, expected "
-                                    + "video/x-raw,format=GRAY8", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
-                        gst_event_unref(event)
-                        return false
-                    }
-                    state.maskLayout = layout
-                }
+            defer { gst_event_unref(event) }
+            guard let caps else { return false }
+            return aggPad == videoPad ? videoCapsChanged(caps) : maskCapsChanged(caps)
+        case GST_EVENT_SEGMENT where aggPad == videoPad:
+            stateLock.lock(); defer { stateLock.unlock() }
+            var segment = GstSegment()
+            gst_event_copy_segment(event, &segment)
+            if let previous = state.videoSegment, segmentsEqual(previous, segment) { break }
+            // Frames of the old segment leave under it; the new segment goes downstream before the next frame.
+            finishWindows()
+            state.videoSegment = segment
+            if segment.format == GST_FORMAT_TIME {
+                gst_aggregator_update_segment(aggregator, &segment)
+                state.outputSegment = segment
+                state.segmentUnsent = true
             }
+        case GST_EVENT_GAP where aggPad == videoPad:
+            // Not a frame (the parent would queue an empty buffer in its place): it goes downstream after the frames
+            // that came before it.
+            stateLock.lock(); defer { stateLock.unlock() }
+            let held = EventRef(taking: event)
+            if !state.window.isEmpty {
+                state.windowEvents.append((state.window.count, held))
+            } else if let job = state.inFlight {
+                job.events.append((job.buffers.count, held))
+            } else {
+                pushEvent(held)
+            }
+            return true
+        default:
+            break
         }
         return OCDEditType.parentClass.pointee.sink_event!(aggregator, aggPad, event) != 0
+    }
+
+    private func segmentsEqual(_ a: GstSegment, _ b: GstSegment) -> Bool {
+        var a = a, b = b
+        return a.format == b.format && gst_segment_is_equal(&a, &b) != 0 && a.base == b.base
+    }
+
+    /// Source thread, state lock held: edits the partial window and pushes every frame owed (EOS, or a caps or
+    /// segment change, ends the window). From an event, a push that fails is returned by the next `aggregate`.
+    @discardableResult
+    private func finishWindows(fromEvent: Bool = true) -> GstFlowReturn {
+        var r = GST_FLOW_OK
+        if !state.window.isEmpty { r = dispatchWindow() }
+        if r == GST_FLOW_OK, let job = state.inFlight {
+            job.done.wait()
+            state.inFlight = nil
+            r = push(job)
+        }
+        if fromEvent && r != GST_FLOW_OK && r != GST_FLOW_FLUSHING && state.pendingFlow == nil { state.pendingFlow = r }
+        return r
+    }
+
+    private func videoCapsChanged(_ caps: UnsafeMutablePointer<GstCaps>) -> Bool {
+        guard let layout = VideoLayout(caps: caps) else {
+            post(error: "sink pad: caps \(capsString(caps)) not accepted, expected video/x-raw with "
+                        + "format RGB, RGBA, BGRx or I420", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+            return false
+        }
+        if let refusal = canvasRefusal(layout, currentSettings) {
+            post(error: "sink pad: caps \(capsString(caps)) not accepted: \(refusal)",
+                 code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+            return false
+        }
+        if let current = state.videoCaps, gst_caps_is_equal(current.caps, caps) != 0 { return true }
+        // The frames queued under the old caps are edited and leave with the old caps first.
+        finishWindows()
+        state.videoLayout = layout
+        state.videoCaps = CapsRef(caps)
+        let fpsN = layout.info.fps_n, fpsD = layout.info.fps_d
+        let duration = fpsN > 0 ? gst_util_uint64_scale_int(GstClockTime(1_000_000_000), fpsD, fpsN) : 0
+        latencyLock.withLock { latency.frameDuration = duration }
+        setOutputCaps(state.videoCaps!)
+        updateLatency()
+        return true
+    }
+
+    private func maskCapsChanged(_ caps: UnsafeMutablePointer<GstCaps>) -> Bool {
+        guard let layout = VideoLayout(caps: caps, mask: true) else {
+            post(error: "mask pad: caps \(capsString(caps)) not accepted, expected "
+                        + "video/x-raw,format=GRAY8", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+            return false
+        }
+        state.maskLayout = layout
+        return true
+    }
+
+    /// Why frames of `layout` cannot be edited with `settings` (a canvas past the bound), or nil. Only a diffusion
+    /// edit builds a canvas: pass-through and preview-mask take any size.
+    private func canvasRefusal(_ layout: VideoLayout, _ settings: Settings) -> String? {
+        let editor = settings.editor
+        guard !editor.previewMask, let model = editor.modelPath, !model.isEmpty, let prompt = editor.prompt,
+              !prompt.isEmpty else { return nil }
+        return DiffusionWindowEditor.canvasRefusal(width: layout.width, height: layout.height,
+                                                   shortSide: editor.processingSize)
+    }
+
+    /// Source thread: the caps of the frames about to go downstream (a no-op when they are the current ones).
+    private func setOutputCaps(_ caps: CapsRef) {
+        if let current = state.outputCaps, current === caps || gst_caps_is_equal(current.caps, caps.caps) != 0 {
+            return
+        }
+        state.outputCaps = caps
+        gst_aggregator_set_src_caps(aggregator, caps.caps)
+    }
+
+    /// Source thread: pushes a held event downstream after the stream-start, caps and segment it must follow.
+    private func pushEvent(_ held: EventRef) {
+        guard let event = held.take() else { return }
+        guard let caps = state.outputCaps ?? state.videoCaps else {
+            log(GST_LEVEL_DEBUG, "dropping a \(String(cString: gst_event_type_get_name(event.pointee.type))) event "
+                + "that came before any caps")
+            gst_event_unref(event)
+            return
+        }
+        setOutputCaps(caps)
+        let src = aggregator.pointee.srcpad!
+        if state.segmentUnsent {
+            _ = gst_pad_push_event(src, gst_event_new_segment(&state.outputSegment))
+            state.segmentUnsent = false
+        }
+        _ = gst_pad_push_event(src, event)
     }
 
     func sinkQuery(_ aggPad: UnsafeMutablePointer<GstAggregatorPad>, _ query: UnsafeMutablePointer<GstQuery>) -> Bool {
@@ -347,6 +492,12 @@ final class OCDEdit: @unchecked Sendable {
 
     func updateSrcCaps(_ downstream: UnsafeMutablePointer<GstCaps>?,
                        _ ret: UnsafeMutablePointer<UnsafeMutablePointer<GstCaps>?>) -> GstFlowReturn {
+        stateLock.lock(); defer { stateLock.unlock() }
+        // Renegotiation keeps the caps of the frames going out, not those of frames still queued.
+        if let output = state.outputCaps {
+            ret.pointee = gst_caps_ref(output.caps)
+            return GST_FLOW_OK
+        }
         guard let current = gst_pad_get_current_caps(pad(videoPad)) else {
             // A stream that ends before any caps (EOS with zero frames): any caps do, no buffer will follow.
             if gst_aggregator_pad_is_eos(videoPad) != 0, let downstream {
@@ -390,6 +541,26 @@ final class OCDEdit: @unchecked Sendable {
 
     func aggregate(timeout: Bool) -> GstFlowReturn {
         stateLock.lock(); defer { stateLock.unlock() }
+        let r = aggregateStep()
+        reportFlow(r)
+        return r
+    }
+
+    /// A flow return that stops the stream without anyone saying why goes to the bus as an error, as
+    /// GST_ELEMENT_FLOW_ERROR does in sources: with the src pad unlinked the aggregator only pauses its task, and an
+    /// upstream that has already sent everything never hears of it (the pipeline would wait forever).
+    private func reportFlow(_ r: GstFlowReturn) {
+        guard r == GST_FLOW_NOT_LINKED || r == GST_FLOW_NOT_NEGOTIATED || r == GST_FLOW_NOT_SUPPORTED,
+              !state.flowErrorPosted else { return }
+        state.flowErrorPosted = true
+        let name = String(cString: gst_flow_get_name(r))
+        let why = r == GST_FLOW_NOT_LINKED ? "the src pad is not linked (link it to a downstream element)"
+            : "downstream refused the frames (\(name))"
+        ocd_post_message(element, GST_MESSAGE_ERROR, gst_stream_error_quark(), Int32(GST_STREAM_ERROR_FAILED.rawValue),
+                         "Internal data stream error: \(why)", "streaming stopped, reason \(name) (\(r.rawValue))")
+    }
+
+    private func aggregateStep() -> GstFlowReturn {
         if let pending = state.pendingFlow {
             state.pendingFlow = nil
             return pending
@@ -401,6 +572,11 @@ final class OCDEdit: @unchecked Sendable {
             return GST_FLOW_OK // nothing consumed: the aggregator waits for more data
         }
         let frame = BufferRef(owning: peeked)
+        if gst_buffer_get_size(frame.buffer) == 0 && (frame.buffer.pointee.mini_object.flags
+                                                       & GST_BUFFER_FLAG_GAP.rawValue) != 0 {
+            _ = gst_aggregator_pad_drop_buffer(videoPad) // a gap buffer (from the parent class): not a frame
+            return GST_FLOW_OK
+        }
         let frameTime = runningTime(videoPad, frame.pts)
 
         // Masks up to this frame's running time: keep the newest; a later mask stays queued for later frames.
@@ -429,17 +605,8 @@ final class OCDEdit: @unchecked Sendable {
 
     /// EOS on the video pad: edit the partial window, push everything, end the stream.
     private func drain() -> GstFlowReturn {
-        if !state.window.isEmpty {
-            let r = dispatchWindow()
-            if r != GST_FLOW_OK { return r }
-        }
-        if let job = state.inFlight {
-            job.done.wait()
-            state.inFlight = nil
-            let r = push(job)
-            if r != GST_FLOW_OK { return r }
-        }
-        return GST_FLOW_EOS
+        let r = finishWindows(fromEvent: false)
+        return r == GST_FLOW_OK ? GST_FLOW_EOS : r
     }
 
     /// Hands the filled window to the worker, after pushing the previous one (one window in flight at most: the
@@ -451,8 +618,9 @@ final class OCDEdit: @unchecked Sendable {
             let r = push(previous)
             if r != GST_FLOW_OK { return r }
         }
-        guard let layout = state.videoLayout else {
+        guard let layout = state.videoLayout, let caps = state.videoCaps else {
             post(error: "sink pad: buffers arrived before caps")
+            state.flowErrorPosted = true
             return GST_FLOW_NOT_NEGOTIATED
         }
         let settings = currentSettings
@@ -460,11 +628,19 @@ final class OCDEdit: @unchecked Sendable {
             post(EditorFailure(.settings, rejection))
             return GST_FLOW_ERROR
         }
+        // A model or prompt set while playing can make the current size one the canvas bound refuses.
+        if let refusal = canvasRefusal(layout, settings) {
+            post(error: "sink pad: \(refusal)", code: Int32(GST_STREAM_ERROR_FORMAT.rawValue))
+            return GST_FLOW_ERROR
+        }
         let full = Mask.full(width: layout.width, height: layout.height)
         let job = WindowJob(number: state.windows, buffers: state.window.map(\.buffer),
-                            masks: state.window.map { $0.mask ?? full }, layout: layout, settings: settings.editor)
+                            masks: state.window.map { $0.mask ?? full }, layout: layout, caps: caps,
+                            settings: settings.editor)
+        job.events = state.windowEvents
         state.windows += 1
         state.window = []
+        state.windowEvents = []
         state.inFlight = job
         log(GST_LEVEL_DEBUG,
             "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
@@ -569,7 +745,17 @@ final class OCDEdit: @unchecked Sendable {
             post(failure.kind == .edit ? EditorFailure(.edit, "editing a window failed: \(failure.message)") : failure)
             return GST_FLOW_ERROR
         }
+        // The window's own caps: frames never leave under caps that came after them.
+        setOutputCaps(job.caps)
+        var events = job.events[...]
+        func pushEvents(after count: Int) {
+            while let first = events.first, first.after <= count {
+                events = events.dropFirst()
+                pushEvent(first.event)
+            }
+        }
         for i in job.buffers.indices {
+            pushEvents(after: i)
             let out: UnsafeMutablePointer<GstBuffer>
             if i < job.outputs.count, let edited = job.outputs[i] {
                 out = edited
@@ -579,7 +765,9 @@ final class OCDEdit: @unchecked Sendable {
             }
             let r = gst_aggregator_finish_buffer(aggregator, out)
             if r != GST_FLOW_OK { return r }
+            state.segmentUnsent = false // the aggregator sends a pending segment before a buffer
         }
+        pushEvents(after: job.buffers.count)
         log(GST_LEVEL_DEBUG, "window \(job.number) pushed")
         postProgress(job)
         let estimate = GstClockTime(job.seconds * 1e9)

@@ -54,6 +54,22 @@ public final class DiffusionWindowEditor: WindowEditing {
         return width >= height ? (l, shortSide) : (shortSide, l)
     }
 
+    /// The canvas bound: a canvas whose long side is more than this many times its short side is refused (frames
+    /// beyond about 4:1, e.g. 16384×1, would need canvases of gigapixels at any processing-size).
+    public static let maxCanvasAspect = 4
+
+    /// Why a frame of `width`×`height` cannot be edited at `shortSide` (its canvas would be too elongated), or nil.
+    public static func canvasRefusal(width: Int, height: Int, shortSide: Int) -> String? {
+        guard width > 0, height > 0 else { return "a frame of \(width)×\(height) has no pixels" }
+        let long = Double(max(width, height)) / Double(min(width, height)) * Double(shortSide)
+        guard long > Double(maxCanvasAspect * shortSide + 32) else { return nil }
+        let shown = long < 1e15 ? "\(Int((long / 64).rounded()) * 64)" : "\(long)"
+        let canvas = width >= height ? "\(shown)×\(shortSide)" : "\(shortSide)×\(shown)"
+        return "frames of \(width)×\(height) would need a processing canvas of \(canvas) at processing-size "
+            + "\(shortSide); ocdedit edits frames whose canvas is at most \(maxCanvasAspect):1 "
+            + "(long side ≤ \(maxCanvasAspect) × processing-size): crop or pad the video"
+    }
+
     public func edit(frames: [Frame], masks: [Mask], isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame] {
         precondition(frames.count == masks.count, "one mask per frame")
         let start = Date()
@@ -63,6 +79,9 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard let first = frames.first else { return [] }
         try Self.checkOneSizeAndFormat(frames)
         let (W, H) = (first.width, first.height)
+        if let refusal = Self.canvasRefusal(width: W, height: H, shortSide: settings.processingSize) {
+            throw WindowEditError(refusal)
+        }
         let masks = masks.map { $0.scaled(width: W, height: H) }
         let threshold = settings.maskThreshold
         // Nothing masked: nothing to edit, and the UNet never runs.

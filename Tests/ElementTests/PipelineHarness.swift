@@ -26,6 +26,10 @@ struct OutputFrame {
     var pts: UInt
     var duration: UInt
     var bytes: [UInt8]
+    /// The sample's caps size and its running time in the sample's segment (`UInt.max` without a timestamp).
+    var width = 0
+    var height = 0
+    var runningTime: UInt = .max
 }
 
 /// A launched pipeline with appsrcs named `video` and (optionally) `mask`, an appsink named `sink` and the element
@@ -78,9 +82,14 @@ final class Pipeline: LaunchedPipeline {
             let b = gst_sample_get_buffer(sample)!
             var map = GstMapInfo()
             gst_buffer_map(b, &map, GST_MAP_READ)
-            frames.append(OutputFrame(pts: b.pointee.pts, duration: b.pointee.duration,
-                                      bytes: Array(UnsafeBufferPointer(start: map.data, count: Int(map.size)))))
+            var frame = OutputFrame(pts: b.pointee.pts, duration: b.pointee.duration,
+                                    bytes: Array(UnsafeBufferPointer(start: map.data, count: Int(map.size))))
             gst_buffer_unmap(b, &map)
+            if let caps = gst_sample_get_caps(sample) { (frame.width, frame.height) = capsSize(caps) }
+            if let segment = gst_sample_get_segment(sample), b.pointee.pts != GstClockTime.max {
+                frame.runningTime = UInt(gst_segment_to_running_time(segment, GST_FORMAT_TIME, b.pointee.pts))
+            }
+            frames.append(frame)
             gst_sample_unref(sample)
         }
     }
@@ -236,4 +245,137 @@ func modelLoadStarts(_ messages: [UnsafeMutablePointer<GstMessage>]) -> Int {
         g_free(text)
     }
     return count
+}
+
+/// Width and height of video caps.
+func capsSize(_ caps: UnsafePointer<GstCaps>) -> (Int, Int) {
+    guard let structure = gst_caps_get_structure(caps, 0) else { return (0, 0) }
+    var w: gint = 0, h: gint = 0
+    gst_structure_get_int(structure, "width", &w)
+    gst_structure_get_int(structure, "height", &h)
+    return (Int(w), Int(h))
+}
+
+/// Bytes of one frame of `caps` with GStreamer's default strides (what `gst_video_frame_map` expects).
+func frameSize(_ caps: String) -> Int {
+    let c = gst_caps_from_string(caps)!
+    defer { gst_caps_unref(c) }
+    var info = GstVideoInfo()
+    guard gst_video_info_from_caps(&info, c) != 0 else { return 0 }
+    return Int(info.size)
+}
+
+/// What crosses a pad, in order: buffers and downstream events, one line each (`buffer SIZE PTS`, `caps WxH`,
+/// `segment base=B start=S`, `gap PTS`, `eos`, ...).
+final class StreamRecorder {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private let pad: UnsafeMutablePointer<GstPad>
+    private var probe: gulong = 0
+
+    init(_ element: UnsafeMutablePointer<GstElement>, pad name: String = "src") {
+        pad = gst_element_get_static_pad(element, name)!
+        let mask = GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER.rawValue | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM.rawValue)
+        probe = gst_pad_add_probe(pad, mask, { _, info, data in
+            let recorder = Unmanaged<StreamRecorder>.fromOpaque(data!).takeUnretainedValue()
+            recorder.record(info!)
+            return GST_PAD_PROBE_OK
+        }, Unmanaged.passUnretained(self).toOpaque(), nil)
+    }
+
+    deinit {
+        gst_pad_remove_probe(pad, probe)
+        gst_object_unref(pad)
+    }
+
+    var recorded: [String] { lock.withLock { lines } }
+
+    /// The recorded lines without stream-start, tag and other bookkeeping events.
+    var stream: [String] {
+        recorded.filter { !$0.hasPrefix("stream-start") && !$0.hasPrefix("tag") && !$0.hasPrefix("latency") }
+    }
+
+    private func record(_ info: UnsafeMutablePointer<GstPadProbeInfo>) {
+        let line: String
+        if (info.pointee.type.rawValue & GST_PAD_PROBE_TYPE_BUFFER.rawValue) != 0 {
+            let b = info.pointee.data.assumingMemoryBound(to: GstBuffer.self)
+            line = "buffer \(gst_buffer_get_size(b)) \(StreamRecorder.time(b.pointee.pts))"
+        } else {
+            let e = info.pointee.data.assumingMemoryBound(to: GstEvent.self)
+            switch e.pointee.type {
+            case GST_EVENT_CAPS:
+                var caps: UnsafeMutablePointer<GstCaps>?
+                gst_event_parse_caps(e, &caps)
+                let (w, h) = caps.map { capsSize($0) } ?? (0, 0)
+                line = "caps \(w)x\(h)"
+            case GST_EVENT_SEGMENT:
+                var segment: UnsafePointer<GstSegment>?
+                gst_event_parse_segment(e, &segment)
+                line = "segment base=\(StreamRecorder.time(segment!.pointee.base)) "
+                    + "start=\(StreamRecorder.time(segment!.pointee.start))"
+            case GST_EVENT_GAP:
+                var pts: GstClockTime = 0, duration: GstClockTime = 0
+                gst_event_parse_gap(e, &pts, &duration)
+                line = "gap \(StreamRecorder.time(pts))"
+            default:
+                line = String(cString: gst_event_type_get_name(e.pointee.type))
+            }
+        }
+        lock.withLock { lines.append(line) }
+    }
+
+    /// Milliseconds, or "none".
+    static func time(_ t: GstClockTime) -> String { t == GstClockTime.max ? "none" : "\(t / 1_000_000)ms" }
+}
+
+/// A source pad owned by the test, linked to one of the element's sink pads: pushes buffers and serialized events in
+/// exactly the order a test gives (appsrc cannot send GAP events or segments of its own choosing between buffers).
+/// Pushes block while the element's pad is full: feed the video and the mask pads from different threads.
+final class PadFeeder {
+    let pad: UnsafeMutablePointer<GstPad>
+
+    init(_ element: UnsafeMutablePointer<GstElement>, pad name: String = "sink", streamID: String = "feeder") {
+        pad = gst_pad_new(streamID, GST_PAD_SRC)
+        gst_pad_set_active(pad, 1)
+        let sink = gst_element_get_static_pad(element, name)!
+        XCTAssertEqual(gst_pad_link(pad, sink), GST_PAD_LINK_OK)
+        gst_object_unref(sink)
+        XCTAssertNotEqual(gst_pad_push_event(pad, gst_event_new_stream_start(streamID)), 0)
+    }
+
+    deinit {
+        gst_pad_set_active(pad, 0)
+        gst_object_unref(pad)
+    }
+
+    @discardableResult
+    func caps(_ description: String) -> Bool {
+        let c = gst_caps_from_string(description)!
+        defer { gst_caps_unref(c) }
+        return gst_pad_push_event(pad, gst_event_new_caps(c)) != 0
+    }
+
+    /// A TIME segment starting at `start` whose running time begins at `base`.
+    @discardableResult
+    func segment(base: UInt = 0, start: UInt = 0) -> Bool {
+        var segment = GstSegment()
+        gst_segment_init(&segment, GST_FORMAT_TIME)
+        segment.base = guint64(base)
+        segment.start = guint64(start)
+        segment.time = guint64(start)
+        segment.position = guint64(start)
+        return gst_pad_push_event(pad, gst_event_new_segment(&segment)) != 0
+    }
+
+    @discardableResult
+    func push(_ bytes: [UInt8], pts: UInt, duration: UInt = 40_000_000) -> GstFlowReturn {
+        gst_pad_push(pad, Pipeline.buffer(bytes, pts: pts, duration: duration))
+    }
+
+    @discardableResult
+    func gap(pts: UInt, duration: UInt = 40_000_000) -> Bool {
+        gst_pad_push_event(pad, gst_event_new_gap(pts, duration)) != 0
+    }
+
+    func eos() { _ = gst_pad_push_event(pad, gst_event_new_eos()) }
 }

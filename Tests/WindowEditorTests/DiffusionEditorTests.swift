@@ -156,6 +156,23 @@ final class DiffusionEditorTests: XCTestCase {
         }
     }
 
+    /// The canvas bound: past 4:1 the editor refuses, naming the size and the rule, instead of building a canvas of
+    /// gigapixels (16384×1 grew past 6 GB); 4:1 (after rounding to 64) and ordinary shapes pass.
+    func testCanvasBoundRefusesExtremeAspectRatios() throws {
+        XCTAssertNil(DiffusionWindowEditor.canvasRefusal(width: 3840, height: 2160, shortSide: 512))
+        XCTAssertNil(DiffusionWindowEditor.canvasRefusal(width: 2048, height: 512, shortSide: 512))
+        XCTAssertNil(DiffusionWindowEditor.canvasRefusal(width: 64, height: 260, shortSide: 64))
+        let refusal = DiffusionWindowEditor.canvasRefusal(width: 16384, height: 1, shortSide: 512)
+        XCTAssertTrue(refusal?.contains("16384×1") == true && refusal?.contains("4:1") == true, refusal ?? "nil")
+        XCTAssertNotNil(DiffusionWindowEditor.canvasRefusal(width: 1, height: 300, shortSide: 64))
+        let editor = try DiffusionWindowEditor(pipeline: try model(), settings: settings())
+        let frame = Frame(format: .rgb, width: 1024, height: 2, planes: [[UInt8](repeating: 9, count: 1024 * 2 * 3)])
+        let mask = Mask(width: 1024, height: 2, pixels: [UInt8](repeating: 255, count: 1024 * 2))
+        XCTAssertThrowsError(try editor.edit(frames: [frame], masks: [mask], isCancelled: Self.never)) {
+            XCTAssertTrue("\($0)".contains("4:1"), "\($0)")
+        }
+    }
+
     func testEmptyMaskReturnsInputWithoutUNet() throws {
         let pipe = try model()
         let w = Self.window(frames: 3)
