@@ -49,6 +49,15 @@ final class WindowJob: @unchecked Sendable {
     var failure: EditorFailure?
     /// The edit alone: a model load before it is not a per-window cost and stays out of the latency.
     var seconds = 0.0
+    /// The diffusion edit ran to its end (not a pass-through editor, not cancelled).
+    var edited = false
+    /// Live mode: when its frames must leave; set when it is dispatched.
+    var deadline: Deadline?
+    /// Set when the window leaves unedited (decided at dispatch, or its edit cancelled), with how late the edit would
+    /// have been or was (ns), and what its frames then show.
+    var late: LateReason?
+    var lateBy: Int64 = 0
+    var latePolicy = LatePolicy.defaultValue
 
     init(number: Int, buffers: [BufferRef], masks: [Mask], layout: VideoLayout, caps: CapsRef,
          settings: EditorSettings) {
@@ -83,6 +92,13 @@ struct State {
     var flowErrorPosted = false
     var lastMask: Mask?
     var inFlight: WindowJob?
+    /// Live mode: late windows owed behind `inFlight` (pushed, in order, right after it).
+    var waiting: [WindowJob] = []
+    /// The last frame pushed from an edited window, with its caps (late-policy=last-edited).
+    var lastEdited: (buffer: BufferRef, caps: CapsRef)?
+    /// Live mode: windows left unedited by prediction since the last edit tried (one is tried every
+    /// `OCDEdit.retryAfter`, so a passing slowdown does not stop editing for good).
+    var skippedSinceTry = 0
     /// Windows dispatched since start.
     var windows = 0
     /// What pushing a window from the wake-up event returned, when not OK: `aggregate` returns it next.
@@ -98,8 +114,12 @@ struct State {
 /// What the latency query reports; own lock, since property changes update it from the application's thread.
 struct LatencyState {
     var frameDuration: GstClockTime = 0
+    /// The longest diffusion edit measured since start (the budget of processing-latency=-1), 0 before any.
     var processingEstimate: GstClockTime = 0
     var reported: GstClockTime = GstClockTime.max
+    /// Live mode's prediction of the next edit, in seconds: the last edit's time; an edit cancelled at its deadline
+    /// counts twice the time it ran (it would have taken longer). Nil before any edit.
+    var nextEditSeconds: Double?
 }
 
 extension EditorFailure.Kind {
@@ -128,6 +148,12 @@ final class OCDEdit: @unchecked Sendable {
     private let latencyLock = NSLock()
     private var latency = LatencyState()
     private let cancel = CancelFlag()
+    /// EOS came on the video pad and eos-policy says cancel: the running edit stops, owed windows go unedited.
+    private let eosCancel = CancelFlag()
+    /// windows-late and the QoS statistics (LiveMode.swift).
+    private let live = LiveCounters()
+    /// Live mode: after this many windows left unedited by prediction, one is tried anyway.
+    static let retryAfter = 10
     /// The unlinked mask pad has been sent its fallback EOS (since start or the last flush).
     private let maskFallbackSent = CancelFlag()
     private let worker = DispatchQueue(label: "ocdedit.worker")
@@ -183,8 +209,7 @@ final class OCDEdit: @unchecked Sendable {
     func setProperty(_ id: Int, _ value: UnsafePointer<GValue>) {
         guard propertyTable.indices.contains(id - 1) else { return }
         let property = propertyTable[id - 1]
-        let (windowChanged, shown, refusal): (Bool, String, String?) = settingsLock.withLock {
-            let before = settings.windowSize
+        let (shown, refusal): (String, String?) = settingsLock.withLock {
             var refusal: String?
             do {
                 try property.set(&settings, value)
@@ -193,20 +218,25 @@ final class OCDEdit: @unchecked Sendable {
                 refusal = "\(error)"
                 settings.rejected[property.name] = refusal
             }
-            return (before != settings.windowSize, property.show(settings), refusal)
+            return (property.show(settings), refusal)
         }
         if let refusal {
             log(GST_LEVEL_WARNING, "property \(property.name) refused: \(refusal) (stays \(shown))")
         } else {
             log(GST_LEVEL_INFO, "property \(property.name) = \(shown)")
         }
-        if windowChanged { updateLatency() }
+        updateLatency() // window-size, processing-latency, model and prompt change it
     }
 
     func getProperty(_ id: Int, _ value: UnsafeMutablePointer<GValue>) {
         guard propertyTable.indices.contains(id - 1) else { return }
+        let property = propertyTable[id - 1]
+        if let status = property.status {
+            status(ElementStatus(windowsLate: live.windowsLate), value)
+            return
+        }
         let s = settingsLock.withLock { settings }
-        propertyTable[id - 1].get(s, value)
+        property.get(s, value)
     }
 
     private var currentSettings: Settings { settingsLock.withLock { settings } }
@@ -222,6 +252,8 @@ final class OCDEdit: @unchecked Sendable {
         state = State()
         latencyLock.withLock { latency = LatencyState() }
         cancel.set(false)
+        eosCancel.set(false)
+        live.reset()
         rejectedCaps = []
         progress.reset()
         let s = currentSettings
@@ -246,6 +278,7 @@ final class OCDEdit: @unchecked Sendable {
         finishInFlight()
         state = State()
         cancel.set(false)
+        eosCancel.set(false)
         maskFallbackSent.set(false)
         session.release()
         return true
@@ -291,10 +324,12 @@ final class OCDEdit: @unchecked Sendable {
         state.flowErrorPosted = false
         state.segmentUnsent = true
         cancel.set(false)
+        eosCancel.set(false)
     }
 
-    /// Cancels the window on the worker, waits for it and drops its output.
+    /// Cancels the window on the worker, waits for it and drops its output and the late windows behind it.
     private func finishInFlight() {
+        state.waiting = []
         guard let job = state.inFlight else { return }
         cancel.set(true)
         job.done.wait()
@@ -310,6 +345,12 @@ final class OCDEdit: @unchecked Sendable {
             cancel.set(true)
         }
         if aggPad == maskPad && type == GST_EVENT_FLUSH_STOP { maskFallbackSent.set(false) }
+        // EOS is seen here as it arrives, before the frames queued ahead of it: with eos-policy cancel (auto when
+        // live) the running edit stops at its next diffusion step and the windows still owed leave unedited.
+        if aggPad == videoPad && type == GST_EVENT_EOS && eosCancels(currentSettings) {
+            eosCancel.set(true)
+            log(GST_LEVEL_INFO, "EOS: cancelling the running edit, owed frames leave as late-policy says")
+        }
         // An unlinked mask pad would stall the aggregator forever (it waits for data on every pad): at the video
         // stream's first event after start or a flush, mark the mask pad EOS, so every frame gets the documented
         // fallback (the whole frame is foreground).
@@ -367,7 +408,7 @@ final class OCDEdit: @unchecked Sendable {
             let held = EventRef(taking: event)
             if !state.window.isEmpty {
                 state.windowEvents.append((state.window.count, held))
-            } else if let job = state.inFlight {
+            } else if let job = state.waiting.last ?? state.inFlight {
                 job.events.append((job.buffers.count, held))
             } else {
                 pushEvent(held)
@@ -390,11 +431,7 @@ final class OCDEdit: @unchecked Sendable {
     private func finishWindows(fromEvent: Bool = true) -> GstFlowReturn {
         var r = GST_FLOW_OK
         if !state.window.isEmpty { r = dispatchWindow() }
-        if r == GST_FLOW_OK, let job = state.inFlight {
-            job.done.wait()
-            state.inFlight = nil
-            r = push(job)
-        }
+        if r == GST_FLOW_OK { r = pushOwed(wait: true) }
         if fromEvent && r != GST_FLOW_OK && r != GST_FLOW_FLUSHING && state.pendingFlow == nil { state.pendingFlow = r }
         return r
     }
@@ -516,17 +553,148 @@ final class OCDEdit: @unchecked Sendable {
         return String(cString: s)
     }
 
-    /// Latency: a whole window must arrive before its first frame leaves, plus the longest edit seen (edits only: the
-    /// model loads before the stream starts).
+    /// Latency: a whole window must arrive before its first frame leaves, plus the processing budget:
+    /// `processing-latency`, or with -1 the longest edit measured (edits only: the model loads before the stream
+    /// starts), 1000 ms before the first edit, 0 when nothing is edited (no model or prompt, preview-mask).
     private func updateLatency() {
-        let window = GstClockTime(currentSettings.windowSize)
+        let s = currentSettings
+        let window = GstClockTime(s.windowSize)
         let changed: GstClockTime? = latencyLock.withLock {
-            let value = window * latency.frameDuration + latency.processingEstimate
+            let budget: GstClockTime
+            if s.live.processingLatencyMs >= 0 {
+                budget = GstClockTime(s.live.processingLatencyMs) * 1_000_000
+            } else if latency.processingEstimate > 0 {
+                budget = latency.processingEstimate
+            } else {
+                budget = willEdit(s) ? GstClockTime(ProcessingLatencySetting.unmeasuredMilliseconds) * 1_000_000 : 0
+            }
+            let value = window * latency.frameDuration + budget
             guard value != latency.reported else { return nil }
             latency.reported = value
             return value
         }
         if let changed { gst_aggregator_set_latency(aggregator, changed, changed) }
+    }
+
+    /// The settings run a diffusion edit (a model and a prompt, not preview-mask).
+    private func willEdit(_ s: Settings) -> Bool {
+        !s.editor.previewMask && !(s.editor.modelPath ?? "").isEmpty && !(s.editor.prompt ?? "").isEmpty
+    }
+
+    /// The src pad's queries: with `live=true` the latency answer says live even when upstream is not (the
+    /// aggregator has added the element's latency to upstream's).
+    func srcQuery(_ query: UnsafeMutablePointer<GstQuery>) -> Bool {
+        let result = OCDEditType.parentClass.pointee.src_query!(aggregator, query) != 0
+        if result && query.pointee.type == GST_QUERY_LATENCY && currentSettings.live.forceLive {
+            var isLive: gboolean = 0
+            var minimum: GstClockTime = 0, maximum: GstClockTime = 0
+            gst_query_parse_latency(query, &isLive, &minimum, &maximum)
+            gst_query_set_latency(query, 1, minimum, maximum)
+        }
+        return result
+    }
+
+    // MARK: live mode
+
+    /// Live mode: upstream said live in the latency query, or `live=true`.
+    private func isLive(_ s: Settings) -> Bool {
+        s.live.forceLive || gst_aggregator_get_latency(aggregator) != GstClockTime.max
+    }
+
+    private func eosCancels(_ s: Settings) -> Bool {
+        switch s.live.eosPolicy {
+        case .finish: return false
+        case .cancel: return true
+        case .auto: return isLive(s)
+        }
+    }
+
+    /// Live mode (nil when not live): the deadline of a window whose first frame has running time `start` (that
+    /// time plus upstream's latency and the element's, or the element's alone when only `live=true` says live), and
+    /// whether there is a clock at all (none while a non-live upstream prerolls with `live=true`). The deadline is
+    /// nil without a clock or a timestamp.
+    private func liveTiming(_ s: Settings, start: GstClockTime) -> (deadline: Deadline?, clock: Bool)? {
+        var total = gst_aggregator_get_latency(aggregator)
+        if total == GstClockTime.max {
+            guard s.live.forceLive else { return nil }
+            total = latencyLock.withLock { latency.reported }
+            if total == GstClockTime.max { total = 0 }
+        }
+        guard let clock = gst_element_get_clock(element) else { return (nil, false) }
+        guard start != GstClockTime.max else {
+            gst_object_unref(UnsafeMutableRawPointer(clock))
+            return (nil, true)
+        }
+        return (Deadline(takingClock: clock, baseTime: gst_element_get_base_time(element), runningTime: start + total),
+                true)
+    }
+
+    /// Live mode, source thread: how late a window would be (ns), or nil to edit it. Not while another edit runs
+    /// (the window would wait behind it, and windows would queue up), nor when the last edit's time from now passes
+    /// the deadline (but one window in `retryAfter` is tried anyway). Without a clock (`live=true` on a non-live
+    /// upstream while it prerolls) no window is edited; without a timestamp one is edited when nothing else is.
+    private func lateness(_ timing: (deadline: Deadline?, clock: Bool)) -> Int64? {
+        guard timing.clock else { return 0 }
+        guard let deadline = timing.deadline else { return state.inFlight == nil ? nil : 0 }
+        let seconds = latencyLock.withLock { latency.nextEditSeconds }
+        if let running = state.inFlight {
+            // It could start when the running edit ends, at the latest at that edit's deadline.
+            let wait = running.deadline.map { Double(Int64(bitPattern: UInt64($0.runningTime))
+                                                     - Int64(bitPattern: UInt64(deadline.now))) / 1e9 } ?? 0
+            return deadline.lateness(editing: max(wait, 0) + (seconds ?? 0))
+        }
+        guard let seconds else { return nil }
+        let late = deadline.lateness(editing: seconds)
+        if late < 0 || state.skippedSinceTry >= OCDEdit.retryAfter {
+            state.skippedSinceTry = 0
+            return nil
+        }
+        state.skippedSinceTry += 1
+        return late
+    }
+
+    /// Source thread: a window that is not edited is pushed now, or after the windows still owed before it.
+    private func enqueueUnedited(_ job: WindowJob) -> GstFlowReturn {
+        if state.inFlight == nil && state.waiting.isEmpty { return push(job) }
+        state.waiting.append(job)
+        return GST_FLOW_OK
+    }
+
+    /// Source thread: what a late window's frames show (`outputs`; nil = the input frame): with last-edited, copies
+    /// of the last frame pushed from an edited window of the same caps, carrying each late frame's timestamps.
+    private func fillLateOutputs(_ job: WindowJob) {
+        for case let b? in job.outputs { gst_buffer_unref(b) }
+        job.outputs = []
+        guard job.latePolicy == .lastEdited, let last = state.lastEdited,
+              gst_caps_is_equal(last.caps.caps, job.caps.caps) != 0 else { return }
+        job.outputs = job.buffers.map { input in
+            guard let copy = gst_buffer_copy(last.buffer.buffer) else { return nil }
+            copy.pointee.pts = input.buffer.pointee.pts
+            copy.pointee.dts = input.buffer.pointee.dts
+            copy.pointee.duration = input.buffer.pointee.duration
+            copy.pointee.offset = input.buffer.pointee.offset
+            copy.pointee.offset_end = input.buffer.pointee.offset_end
+            return copy
+        }
+    }
+
+    /// Source thread: counts a window that missed its deadline and posts its QoS message.
+    private func reportLate(_ job: WindowJob) {
+        let totals = live.late(frames: job.buffers.count)
+        let first = job.buffers[0].buffer.pointee, last = job.buffers[job.buffers.count - 1].buffer.pointee
+        var duration = GstClockTime.max
+        if first.pts != GstClockTime.max, last.pts != GstClockTime.max, last.duration != GstClockTime.max {
+            duration = last.pts + last.duration - first.pts
+        }
+        var segment = state.outputSegment
+        let streamTime = first.pts == GstClockTime.max ? first.pts
+            : gst_segment_to_stream_time(&segment, GST_FORMAT_TIME, first.pts)
+        log(GST_LEVEL_INFO, "window \(job.number) late by \(Double(job.lateBy) / 1e6) ms: \(job.buffers.count) "
+            + "frames \(job.latePolicy.rawValue), \(live.windowsLate) windows late since start")
+        _ = gst_element_post_message(element, LiveQoS.message(
+            from: element, runningTime: runningTime(videoPad, first.pts), streamTime: streamTime,
+            timestamp: first.pts, duration: duration, jitter: job.lateBy, processed: totals.processed,
+            dropped: totals.dropped))
     }
 
     // MARK: aggregation
@@ -610,12 +778,15 @@ final class OCDEdit: @unchecked Sendable {
     }
 
     /// Hands the filled window to the worker, after pushing the previous one (one window in flight at most: the
-    /// inputs wait for one window's edit at most).
+    /// inputs wait for one window's edit at most). Live mode never waits: a window that cannot be edited in time
+    /// (another edit running, or the last edit's time from now past its deadline) leaves unedited, after the
+    /// windows owed before it; so does every window after an EOS that cancels.
     private func dispatchWindow() -> GstFlowReturn {
-        if let previous = state.inFlight {
-            previous.done.wait()
-            state.inFlight = nil
-            let r = push(previous)
+        let settings = currentSettings
+        let start = state.window.first.map { runningTime(videoPad, $0.buffer.pts) } ?? GstClockTime.max
+        let timing = liveTiming(settings, start: start)
+        if timing == nil {
+            let r = pushOwed(wait: true)
             if r != GST_FLOW_OK { return r }
         }
         guard let layout = state.videoLayout, let caps = state.videoCaps else {
@@ -623,7 +794,6 @@ final class OCDEdit: @unchecked Sendable {
             state.flowErrorPosted = true
             return GST_FLOW_NOT_NEGOTIATED
         }
-        let settings = currentSettings
         if let rejection = settings.rejection {
             post(EditorFailure(.settings, rejection))
             return GST_FLOW_ERROR
@@ -638,9 +808,20 @@ final class OCDEdit: @unchecked Sendable {
                             masks: state.window.map { $0.mask ?? full }, layout: layout, caps: caps,
                             settings: settings.editor)
         job.events = state.windowEvents
+        job.deadline = timing?.deadline
+        job.latePolicy = settings.live.latePolicy
         state.windows += 1
         state.window = []
         state.windowEvents = []
+        if eosCancel.isSet {
+            job.late = .eos
+        } else if let timing, let by = lateness(timing) {
+            (job.late, job.lateBy) = (.deadline, by)
+        }
+        if job.late != nil {
+            log(GST_LEVEL_DEBUG, "window \(job.number) not edited (\(job.late!)): \(job.buffers.count) frames")
+            return enqueueUnedited(job)
+        }
         state.inFlight = job
         log(GST_LEVEL_DEBUG,
             "window \(job.number) dispatched: \(job.buffers.count) frames from pts \(job.buffers[0].pts)")
@@ -656,11 +837,27 @@ final class OCDEdit: @unchecked Sendable {
         return GST_FLOW_OK
     }
 
-    /// Source thread: pushes the window in flight if its edit has ended.
-    private func pushFinished() -> GstFlowReturn {
-        guard let job = state.inFlight, job.done.wait(timeout: .now()) == .success else { return GST_FLOW_OK }
-        state.inFlight = nil
-        return push(job)
+    /// Source thread: pushes the window in flight if its edit has ended, and the late windows behind it.
+    private func pushFinished() -> GstFlowReturn { pushOwed(wait: false) }
+
+    /// Source thread: pushes the window in flight (waiting for its edit with `wait`, else only if it has ended), then
+    /// the late windows owed behind it, in order.
+    private func pushOwed(wait: Bool) -> GstFlowReturn {
+        if let job = state.inFlight {
+            if wait {
+                job.done.wait()
+            } else if job.done.wait(timeout: .now()) != .success {
+                return GST_FLOW_OK
+            }
+            state.inFlight = nil
+            let r = push(job)
+            if r != GST_FLOW_OK { return r }
+        }
+        while !state.waiting.isEmpty {
+            let r = push(state.waiting.removeFirst())
+            if r != GST_FLOW_OK { return r }
+        }
+        return GST_FLOW_OK
     }
 
     /// `waker` queue, after each edit: `aggregate` runs only when every sink pad holds data, so with no input coming
@@ -682,23 +879,38 @@ final class OCDEdit: @unchecked Sendable {
 
     /// Worker thread: hold the window's model (a `model` change while playing loads here, untimed), then convert,
     /// edit and convert back.
+    /// The edit is cancelled between diffusion steps by a flush or stop, an EOS that cancels, or (live) its deadline;
+    /// the latter two leave the window unedited (`late`), not failed.
     private func run(_ job: WindowJob) {
         defer { job.done.signal() }
+        let cancel = self.cancel, eosCancel = self.eosCancel, deadline = job.deadline
+        let stop: @Sendable () -> Bool = { cancel.isSet || eosCancel.isSet || deadline?.passed == true }
         do throws(EditorFailure) {
-            if cancel.isSet { throw EditorFailure(.cancelled, "cancelled") }
+            if stop() { throw EditorFailure(.cancelled, "cancelled") }
             try holdModel(job.settings.modelPath)
             let start = DispatchTime.now()
             defer { job.seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-            try edit(job)
+            try edit(job, isCancelled: stop)
         } catch {
             job.failure = error
+        }
+        if job.failure?.kind == .cancelled && !cancel.isSet {
+            job.failure = nil
+            job.late = eosCancel.isSet ? .eos : .deadline
+            job.lateBy = deadline.map { Int64(bitPattern: UInt64($0.now)) - Int64(bitPattern: UInt64($0.runningTime)) }
+                ?? 0
+            if job.late == .deadline {
+                latencyLock.withLock { latency.nextEditSeconds = 2 * job.seconds }
+            }
+        } else if job.edited {
+            latencyLock.withLock { latency.nextEditSeconds = job.seconds }
         }
         let changed = job.outputs.compactMap { $0 }.count
         log(GST_LEVEL_DEBUG, "window \(job.number) finished in \(job.seconds) s: "
             + (job.failure.map { "\($0.kind): \($0.message)" } ?? "\(changed) frames changed"))
     }
 
-    private func edit(_ job: WindowJob) throws(EditorFailure) {
+    private func edit(_ job: WindowJob, isCancelled: @escaping @Sendable () -> Bool) throws(EditorFailure) {
         var frames: [Frame] = []
         for b in job.buffers {
             guard let f = job.layout.readFrame(b.buffer) else {
@@ -707,14 +919,14 @@ final class OCDEdit: @unchecked Sendable {
             frames.append(f)
         }
         let masks = zip(frames, job.masks).map { $1.scaled(width: $0.width, height: $0.height) }
-        let cancel = self.cancel
         let outcome = try session.edit(frames: frames, masks: masks, settings: job.settings,
-                                       isCancelled: { cancel.isSet })
+                                       isCancelled: isCancelled)
         if let warning = outcome.warning { post(warning: warning) }
         guard let edited = outcome.frames else {
             job.outputs = job.buffers.map { _ in nil }
             return
         }
+        job.edited = true
         guard edited.count == frames.count else {
             throw EditorFailure(.edit, "editor returned \(edited.count) frames for a window of \(frames.count)")
         }
@@ -745,6 +957,12 @@ final class OCDEdit: @unchecked Sendable {
             post(failure.kind == .edit ? EditorFailure(.edit, "editing a window failed: \(failure.message)") : failure)
             return GST_FLOW_ERROR
         }
+        if let reason = job.late {
+            fillLateOutputs(job)
+            if reason == .deadline { reportLate(job) }
+        } else if job.edited {
+            live.edited(frames: job.buffers.count)
+        }
         // The window's own caps: frames never leave under caps that came after them.
         setOutputCaps(job.caps)
         var events = job.events[...]
@@ -763,6 +981,9 @@ final class OCDEdit: @unchecked Sendable {
             } else {
                 out = gst_buffer_ref(job.buffers[i].buffer)
             }
+            if job.edited && i == job.buffers.count - 1 {
+                state.lastEdited = (BufferRef(owning: gst_buffer_ref(out)), job.caps)
+            }
             let r = gst_aggregator_finish_buffer(aggregator, out)
             if r != GST_FLOW_OK { return r }
             state.segmentUnsent = false // the aggregator sends a pending segment before a buffer
@@ -772,7 +993,7 @@ final class OCDEdit: @unchecked Sendable {
         postProgress(job)
         let estimate = GstClockTime(job.seconds * 1e9)
         let longer = latencyLock.withLock {
-            guard estimate > latency.processingEstimate else { return false }
+            guard job.edited, estimate > latency.processingEstimate else { return false }
             latency.processingEstimate = estimate
             return true
         }

@@ -80,6 +80,7 @@ enum OCDEditType {
             OCDEditType.impl(agg).sinkEventPreQueue(pad!, event!)
         }
         aggClass.pointee.sink_query = { agg, pad, query in OCDEditType.impl(agg).sinkQuery(pad!, query!) ? 1 : 0 }
+        aggClass.pointee.src_query = { agg, query in OCDEditType.impl(agg).srcQuery(query!) ? 1 : 0 }
         aggClass.pointee.update_src_caps = { agg, caps, ret in OCDEditType.impl(agg).updateSrcCaps(caps, ret!) }
     }
 

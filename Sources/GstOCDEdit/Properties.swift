@@ -20,6 +20,13 @@ struct PropertyDefinition {
     let get: (Settings, UnsafeMutablePointer<GValue>) -> Void
     /// The value as text, for the debug log.
     let show: (Settings) -> String
+    /// Read-only properties: the value comes from what the element counted, not from the settings.
+    var status: ((ElementStatus, UnsafeMutablePointer<GValue>) -> Void)?
+}
+
+/// What read-only properties report (counted by the element since start).
+struct ElementStatus {
+    var windowsLate = 0
 }
 
 /// "cross-frame" → "Cross frame" (GObject wants a nick; the blurb says what the property does).
@@ -105,5 +112,49 @@ extension PropertyDefinition {
     }
 }
 
+extension PropertyDefinition {
+    /// Live mode and EOS (LiveSettings.swift).
+    static let live: [PropertyDefinition] = {
+        func choice<E: RawRepresentable & CaseIterable & Equatable>(_ name: String, _ blurb: String, _ defaultValue: E,
+                                                                     _ kp: WritableKeyPath<LiveSettings, E>)
+            -> PropertyDefinition where E.RawValue == String {
+            let cases = Array(E.allCases), names = cases.map(\.rawValue)
+            let typeName = "GstOCDEdit" + name.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }
+                .joined()
+            return PropertyDefinition(name: name, makeSpec: {
+                g_param_spec_enum(name, nick(name), blurb, registerEnum(typeName, names),
+                                  gint(cases.firstIndex(of: defaultValue)!), mutablePlaying)
+            }, set: { s, v in
+                let i = Int(g_value_get_enum(v))
+                if cases.indices.contains(i) { s.live[keyPath: kp] = cases[i] }
+            }, get: { s, v in g_value_set_enum(v, gint(cases.firstIndex(of: s.live[keyPath: kp])!)) },
+               show: { $0.live[keyPath: kp].rawValue })
+        }
+        let latency = ProcessingLatencySetting.self
+        return [
+            PropertyDefinition(name: LiveSetting.name, makeSpec: {
+                g_param_spec_boolean(LiveSetting.name, nick(LiveSetting.name), LiveSetting.blurb,
+                                     LiveSetting.defaultValue ? 1 : 0, mutablePlaying)
+            }, set: { s, v in s.live.forceLive = g_value_get_boolean(v) != 0 },
+               get: { s, v in g_value_set_boolean(v, s.live.forceLive ? 1 : 0) },
+               show: { "\($0.live.forceLive)" }),
+            PropertyDefinition(name: latency.name, makeSpec: {
+                g_param_spec_int(latency.name, nick(latency.name), latency.blurb, gint(latency.range.lowerBound),
+                                 gint(latency.range.upperBound), gint(latency.defaultValue), mutablePlaying)
+            }, set: { s, v in s.live.processingLatencyMs = Int(g_value_get_int(v)) },
+               get: { s, v in g_value_set_int(v, gint(s.live.processingLatencyMs)) },
+               show: { "\($0.live.processingLatencyMs)" }),
+            choice(LatePolicy.name, LatePolicy.blurb, LatePolicy.defaultValue, \.latePolicy),
+            choice(EOSPolicy.name, EOSPolicy.blurb, EOSPolicy.defaultValue, \.eosPolicy),
+            PropertyDefinition(name: WindowsLateCounter.name, makeSpec: {
+                g_param_spec_int(WindowsLateCounter.name, nick(WindowsLateCounter.name), WindowsLateCounter.blurb,
+                                 0, gint.max, 0, G_PARAM_READABLE)
+            }, set: { _, _ in }, get: { _, _ in }, show: { _ in "" },
+               status: { status, v in g_value_set_int(v, gint(clamping: status.windowsLate)) }),
+        ]
+    }()
+}
+
 /// Property ids are the index in this table + 1.
 let propertyTable: [PropertyDefinition] = [.windowSize] + EditorSettings.fields.map(PropertyDefinition.init(field:))
+    + PropertyDefinition.live

@@ -6,6 +6,8 @@ struct Settings: Equatable {
     var windowSize = WindowSizeSetting.defaultValue
     /// Everything else, handed to the editor with each window.
     var editor = EditorSettings()
+    /// Live mode and EOS (LiveSettings.swift): element-only, never handed to the editor.
+    var live = LiveSettings()
     /// Values the property table refused (property name → why), while no later valid value replaced them. The element
     /// does not start with one (RESOURCE/SETTINGS error) and stops at the next window if one comes in while playing.
     var rejected: [String: String] = [:]
