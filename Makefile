@@ -6,7 +6,7 @@ APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo eval bench model clean
+.PHONY: deps build test demo eval bench model clean fuzz sanitize soak
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -47,5 +47,13 @@ model: $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/pip install -q -r Models/shapes-sd/train/requirements.txt
 	$(BENCH_VENV)/bin/python Models/shapes-sd/train/train.py --stage all
 
+# Reliability (docs/reliability.md, "Fuzzing, sanitizers and soak"); none is part of `make test`.
+# libFuzzer harnesses (Fuzz/) over the safetensors header parser, the config.json readers and the tokenizer, each run
+# FUZZ_SECONDS from Fuzz/corpus/<harness>/; fails on any crash (input saved under Fuzz/crashes/<harness>/).
+FUZZ_SECONDS ?= 600
+FUZZ_HARNESSES ?= FuzzSafetensors FuzzConfig FuzzTokenizer
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) Fuzz/run.sh $(FUZZ_HARNESSES)
+
 clean:
-	rm -rf .build Plugin/lib
+	rm -rf .build Plugin/lib .build-fuzz .build-asan .build-tsan .fuzz-work
