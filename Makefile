@@ -55,5 +55,22 @@ FUZZ_HARNESSES ?= FuzzSafetensors FuzzConfig FuzzTokenizer
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) Fuzz/run.sh $(FUZZ_HARNESSES)
 
+# The XCTest suite under AddressSanitizer (.build-asan; SANITIZE_ASAN_FILTER, a swift test --filter regex, empty =
+# every test) and the element tests under ThreadSanitizer (.build-tsan), each with the plugin of its own sanitized
+# build (Reliability/sanitize.sh); fails on a test failure or any sanitizer report.
+SANITIZE_ASAN_FILTER ?=
+SANITIZE_TSAN_FILTER ?= ElementTests
+sanitize: deps
+	SWIFT=$(SWIFT) Reliability/sanitize.sh address '$(SANITIZE_ASAN_FILTER)'
+	SWIFT=$(SWIFT) Reliability/sanitize.sh thread '$(SANITIZE_TSAN_FILTER)'
+
+# SOAK_FRAMES 64x64 frames through the element in gst-launch-1.0 with the tiny test model (Reliability/soak.py);
+# prints VmRSS every 500 frames, fails if the last differs from the one at frame 500 by over 5 %. SOAK_ARGS: extra
+# ocdedit properties (e.g. mode=tokenflow).
+SOAK_FRAMES ?= 10000
+SOAK_ARGS ?=
+soak: build
+	SOAK_FRAMES=$(SOAK_FRAMES) python3 Reliability/soak.py $(SOAK_ARGS)
+
 clean:
 	rm -rf .build Plugin/lib .build-fuzz .build-asan .build-tsan .fuzz-work

@@ -18,7 +18,7 @@ final class SourceLineLengthTests: XCTestCase {
         ("Models/shapes-sd/train", false, ["py"]),
         ("Plugin", true, ["swift", "c", "h", "sh", "py"]),
         ("Fuzz", true, ["swift", "h", "sh"]),
-        ("Soak", false, ["sh", "py"]),
+        ("Reliability", false, ["sh", "py"]),
     ]
 
     static func checkedFiles() -> [String] {
