@@ -8,7 +8,8 @@ SOAK_EVERY output frames and at the last one. Fails if frames out differ from fr
 at the last frame differs from the RSS at frame SOAK_EVERY (after warm-up: model loaded, buffers pooled) by more than
 SOAK_TOLERANCE percent. Extra arguments are ocdedit properties (e.g. mode=tokenflow).
 Env: SOAK_FRAMES (10000), SOAK_EVERY (500), SOAK_SIZE (64), SOAK_MODEL, SOAK_STEPS (20, the element's default),
-     SOAK_TOLERANCE (5), SOAK_PLUGIN_DIR (Plugin/lib), SOAK_LOG (a CSV of frame, seconds, VmRSS kB; default out/soak/rss.csv).
+     SOAK_TOLERANCE (5), SOAK_PLUGIN_DIR (Plugin/lib),
+     SOAK_LOG (a CSV of frame, seconds, VmRSS kB; default out/soak/rss.csv).
 """
 import os
 import subprocess
