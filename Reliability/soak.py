@@ -9,7 +9,7 @@ at the last frame differs from the RSS at frame SOAK_EVERY (after warm-up: model
 SOAK_TOLERANCE percent. Extra arguments are ocdedit properties (e.g. mode=tokenflow).
 Env: SOAK_FRAMES (10000), SOAK_EVERY (500), SOAK_SIZE (64), SOAK_MODEL, SOAK_STEPS (20, the element's default),
      SOAK_TOLERANCE (5), SOAK_PLUGIN_DIR (Plugin/lib),
-     SOAK_LOG (a CSV of frame, seconds, VmRSS kB; default out/soak/rss.csv).
+     SOAK_LOG (a CSV of frame, seconds, VmRSS kB, threads; default out/soak/rss.csv).
 """
 import os
 import subprocess
@@ -24,16 +24,19 @@ def env(name, default):
     return os.environ.get(name) or default
 
 
-def vm_rss_kb(pid):
-    """VmRSS of `pid` in kB (None once the process is gone)."""
+def status(pid):
+    """(VmRSS in kB, threads) of `pid` from /proc/PID/status ((None, None) once the process is gone)."""
+    rss = threads = None
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                    rss = int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads = int(line.split()[1])
     except OSError:
-        return None
-    return None
+        pass
+    return rss, threads
 
 
 def main():
@@ -71,17 +74,17 @@ def main():
     samples = []  # (frame, seconds, rss kB)
     errors = []
     with open(log_path, "w") as log:
-        log.write("frame,seconds,vm_rss_kb\n")
+        log.write("frame,seconds,vm_rss_kb,threads\n")
         for line in proc.stdout:
             if "soakcount: last-message = chain" in line:
                 count += 1
                 if count % every == 0 or count == frames:
-                    rss = vm_rss_kb(proc.pid)
+                    rss, threads = status(proc.pid)
                     seconds = time.time() - start
                     samples.append((count, seconds, rss))
-                    log.write(f"{count},{seconds:.1f},{rss}\n")
+                    log.write(f"{count},{seconds:.1f},{rss},{threads}\n")
                     log.flush()
-                    print(f"soak: frame {count:6d}  {seconds:8.1f} s  VmRSS {rss} kB", flush=True)
+                    print(f"soak: frame {count:6d}  {seconds:8.1f} s  VmRSS {rss} kB  threads {threads}", flush=True)
             elif "ERROR" in line or "WARNING" in line or "CRITICAL" in line:
                 errors.append(line.rstrip())
     rc = proc.wait()
