@@ -7,7 +7,7 @@ APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libopenblas
 	gstreamer1.0-plugins-ugly pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo eval bench model clean
+.PHONY: deps build test demo eval bench model clean fuzz sanitize soak
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -48,5 +48,30 @@ model: $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/pip install -q -r Models/shapes-sd/train/requirements.txt
 	$(BENCH_VENV)/bin/python Models/shapes-sd/train/train.py --stage all
 
+# Reliability (docs/reliability.md, "Fuzzing, sanitizers and soak"); none is part of `make test`.
+# libFuzzer harnesses (Fuzz/) over the safetensors header parser, the config.json readers and the tokenizer, each run
+# FUZZ_SECONDS from Fuzz/corpus/<harness>/; fails on any crash (input saved under Fuzz/crashes/<harness>/).
+FUZZ_SECONDS ?= 600
+FUZZ_HARNESSES ?= FuzzSafetensors FuzzConfig FuzzTokenizer
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) Fuzz/run.sh $(FUZZ_HARNESSES)
+
+# The XCTest suite under AddressSanitizer (.build-asan; SANITIZE_ASAN_FILTER, a swift test --filter regex, empty =
+# every test) and the element tests under ThreadSanitizer (.build-tsan), each with the plugin of its own sanitized
+# build (Reliability/sanitize.sh); fails on a test failure or any sanitizer report.
+SANITIZE_ASAN_FILTER ?=
+SANITIZE_TSAN_FILTER ?= ElementTests
+sanitize: deps
+	SWIFT=$(SWIFT) Reliability/sanitize.sh address '$(SANITIZE_ASAN_FILTER)'
+	SWIFT=$(SWIFT) Reliability/sanitize.sh thread '$(SANITIZE_TSAN_FILTER)'
+
+# SOAK_FRAMES 64x64 frames through the element in gst-launch-1.0 with the tiny test model (Reliability/soak.py);
+# prints VmRSS every 500 frames, fails if the last differs from the one at frame 500 by over 5 %. SOAK_ARGS: extra
+# ocdedit properties (e.g. mode=tokenflow).
+SOAK_FRAMES ?= 10000
+SOAK_ARGS ?=
+soak: build
+	SOAK_FRAMES=$(SOAK_FRAMES) python3 Reliability/soak.py $(SOAK_ARGS)
+
 clean:
-	rm -rf .build Plugin/lib
+	rm -rf .build Plugin/lib .build-fuzz .build-asan .build-tsan .fuzz-work

@@ -66,3 +66,14 @@ let package = Package(
     // (no strict Sendable checking) everywhere.
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer harnesses (Fuzz/<name>/, `make fuzz`): only in the package when OCDEDIT_FUZZ=1, since they need
+// -sanitize=fuzzer to link (their `main` runs libFuzzer's driver).
+if ProcessInfo.processInfo.environment["OCDEDIT_FUZZ"] == "1" {
+    package.targets.append(.systemLibrary(name: "CFuzzerDriver", path: "Fuzz/CFuzzerDriver"))
+    for name in ["FuzzSafetensors", "FuzzConfig", "FuzzTokenizer"] {
+        package.targets.append(.executableTarget(name: name, dependencies: ["StableDiffusion", "CFuzzerDriver"],
+                                                 path: "Fuzz/\(name)"))
+        package.products.append(.executable(name: name, targets: [name]))
+    }
+}

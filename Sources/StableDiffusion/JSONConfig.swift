@@ -13,11 +13,16 @@ public struct JSONConfig: @unchecked Sendable {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ModelError("\(url.path): file not found", kind: .notFound)
         }
+        try self.init(data: data, source: url.path)
+    }
+
+    /// Parses the bytes of a `config.json` (`source` names it in errors). Fuzzed by `Fuzz/FuzzConfig`.
+    public init(data: Data, source: String) throws {
         guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
-            throw ModelError("\(url.path): not a JSON object (corrupt or not a config.json)")
+            throw ModelError("\(source): not a JSON object (corrupt or not a config.json)")
         }
         values = dict
-        source = url.path
+        self.source = source
     }
 
     public init(_ values: [String: Any], source: String = "config") {

@@ -47,7 +47,7 @@ public final class SafetensorsFile {
         guard fstat(fd, &st) == 0 else { throw ModelError("\(path): cannot stat") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelError("\(path): not a regular file") }
         guard let size = Int(exactly: st.st_size), size >= 8 else {
-            throw ModelError("\(path): truncated file (\(st.st_size) bytes, too short for the 8-byte header length)")
+            throw Self.truncated(path, size: Int64(st.st_size))
         }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
             throw ModelError("\(path): cannot map the file")
@@ -56,7 +56,29 @@ public final class SafetensorsFile {
         length = size
         var ok = false
         defer { if !ok { munmap(map, size) } }
+        let header = try Self.parseHeader(UnsafeRawBufferPointer(start: map, count: size), path: path)
+        dataStart = header.dataStart
+        entries = header.entries
+        ok = true
+    }
 
+    /// What `parseHeader` finds: the validated entries and where the data area starts in the file.
+    public struct Header: Sendable {
+        public let entries: [String: Entry]
+        public let dataStart: Int
+    }
+
+    private static func truncated(_ path: String, size: Int64) -> ModelError {
+        ModelError("\(path): truncated file (\(size) bytes, too short for the 8-byte header length)")
+    }
+
+    /// Parses and validates the header of a whole safetensors file held in memory (`file`: every byte of it; the
+    /// file-based `init(url:)` maps the file and calls this). Every size and offset is checked before it is used,
+    /// with checked arithmetic: hostile bytes give a `ModelError` naming `path`, never a trap. Fuzzed by
+    /// `Fuzz/FuzzSafetensors` (`make fuzz`).
+    public static func parseHeader(_ file: UnsafeRawBufferPointer, path: String) throws -> Header {
+        let size = file.count
+        guard size >= 8, let map = file.baseAddress else { throw truncated(path, size: Int64(size)) }
         let rawHeaderLength = UInt64(littleEndian: map.loadUnaligned(as: UInt64.self))
         guard rawHeaderLength > 0, rawHeaderLength <= UInt64(size - 8) else {
             throw ModelError("\(path): header length \(rawHeaderLength) does not fit in a file of \(size) bytes "
@@ -66,7 +88,7 @@ public final class SafetensorsFile {
             throw ModelError("\(path): header length \(rawHeaderLength) is over the limit of "
                                  + "\(Self.maximumHeaderLength) bytes (corrupt or not safetensors)")
         }
-        dataStart = 8 + headerLength
+        let dataStart = 8 + headerLength
         let headerData = Data(bytes: map + 8, count: headerLength)
         guard let json = try? JSONSerialization.jsonObject(with: headerData), let header = json as? [String: Any] else {
             throw ModelError("\(path): header is not a JSON object (corrupt or not safetensors)")
@@ -81,8 +103,7 @@ public final class SafetensorsFile {
             throw ModelError("\(path): tensors '\(a.key)' [\(a.value.begin), \(a.value.end)) and '\(b.key)' "
                                  + "[\(b.value.begin), \(b.value.end)) overlap in the data area")
         }
-        self.entries = entries
-        ok = true
+        return Header(entries: entries, dataStart: dataStart)
     }
 
     /// A non-negative integer of the header, or nil (fractions, negatives, huge values, strings, booleans).

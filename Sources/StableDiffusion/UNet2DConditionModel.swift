@@ -63,6 +63,12 @@ public struct UNet2DConditionConfig: Sendable {
         transformerLayersPerBlock = transformerLayers[0]
         flipSinToCos = try c.bool("flip_sin_to_cos", true)
         freqShift = try c.int("freq_shift", 0)
+        // The timestep embedding has block_out_channels[0] / 2 frequencies, divided by (that − freq_shift): a first
+        // entry of 1 has none (its range 0...-1 used to trap, found by Fuzz/FuzzConfig).
+        guard blockOutChannels[0] >= 2 else {
+            throw ModelError("\(c.source): key 'block_out_channels' has first entry \(blockOutChannels[0]), "
+                                 + "at least 2 needed for the timestep embedding")
+        }
         try c.check("freq_shift", [freqShift], in: 0...(blockOutChannels[0] / 2 - 1))
         sampleSize = try c.intOrList("sample_size", count: 1)?.first ?? 64
         try c.check("sample_size", [sampleSize], in: 1...65536)

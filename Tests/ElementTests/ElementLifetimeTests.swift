@@ -80,6 +80,9 @@ final class ElementLifetimeTests: XCTestCase {
     /// frame, input and edit side by side.
     func testSideBySideScript() throws {
         try XCTSkipUnless(GStreamerSetup.ready, "plugin libgstocdedit.so not built (run `make build`)")
+        // A sanitized plugin (`make sanitize`) loads only into a sanitized process, not into the script's gst-launch.
+        try XCTSkipIf(ProcessInfo.processInfo.environment["OCDEDIT_PLUGIN_DIR"] != nil,
+                      "OCDEDIT_PLUGIN_DIR set (sanitized plugin): gst-launch-1.0 could not load it")
         let dir = try temporaryDirectory()
         let script = Process()
         script.executableURL = root.appendingPathComponent("Pipelines/side-by-side.sh")

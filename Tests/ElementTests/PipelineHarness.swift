@@ -7,11 +7,14 @@ import CGstShim
 
 enum GStreamerSetup {
     /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
-    /// private registry so a stale system registry cannot hide the element.
+    /// private registry so a stale system registry cannot hide the element. `OCDEDIT_PLUGIN_DIR`, when set, is the
+    /// only folder tried: `make sanitize` points it at the sanitized build's plugin, loaded into this sanitized
+    /// process (with GST_REGISTRY_FORK=no, so no unsanitized gst-plugin-scanner has to load it).
     static let ready: Bool = {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
-        let candidates = ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
+        let candidates = ProcessInfo.processInfo.environment["OCDEDIT_PLUGIN_DIR"].map { [URL(fileURLWithPath: $0)] }
+            ?? ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
         guard let dir = candidates.first(where: {
             FileManager.default.fileExists(atPath: $0.appendingPathComponent("libgstocdedit.so").path)
         }) else { return false }

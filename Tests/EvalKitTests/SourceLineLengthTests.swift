@@ -17,6 +17,8 @@ final class SourceLineLengthTests: XCTestCase {
         ("Pipelines", false, ["sh"]),
         ("Models/shapes-sd/train", false, ["py"]),
         ("Plugin", true, ["swift", "c", "h", "sh", "py"]),
+        ("Fuzz", true, ["swift", "h", "sh"]),
+        ("Reliability", false, ["sh", "py"]),
     ]
 
     static func checkedFiles() -> [String] {
