@@ -243,6 +243,7 @@ final class OCDEdit: @unchecked Sendable {
         stateLock.lock(); defer { stateLock.unlock() }
         finishInFlight()
         state.window = []
+        session.forgetContext()   // window-overlap: the next window starts a new stretch
         state.lastMask = nil
         state.pendingFlow = nil
         cancel.set(false)
