@@ -53,6 +53,26 @@ final class WindowOverlapTests: XCTestCase {
         XCTAssertEqual(stamps(carrier.context(for: more.map(\.0), masks: more.map(\.1), overlap: 2)), [9, 11])
     }
 
+    /// mode=ocd with window-overlap rounds its crop up to a multiple of 4 cells: windows whose largest boxes differ
+    /// by a cell (9 and 11 wide here) crop alike.
+    func testCropSizeRoundedUpForOverlap() {
+        func region(width bw: Int) -> [Float] {
+            (0..<(16 * 16)).map { i in (i % 16) < bw && (i / 16) >= 2 && (i / 16) < 9 ? 1 : 0 }
+        }
+        for bw in [9, 10, 11] {
+            let plain = LatentRegions.commonBoxes([region(width: bw)], height: 16, width: 16, margin: 0)
+            let rounded = LatentRegions.commonBoxes([region(width: bw)], height: 16, width: 16, margin: 0,
+                                                    sizeMultiple: 4)
+            XCTAssertEqual([plain[0].width, plain[0].height], [bw, 7])
+            XCTAssertEqual([rounded[0].width, rounded[0].height], [12, 8])
+        }
+        var s = EditorSettings()
+        s.windowOverlap = 0
+        XCTAssertEqual(OCDMethod.Config(s).cropMultiple, 1)
+        s.windowOverlap = 1
+        XCTAssertEqual(OCDMethod.Config(s).cropMultiple, 4)
+    }
+
     /// An editor that records its windows and marks each frame it returns.
     final class Recorder: WindowEditing {
         var windows: [[Int]] = []
