@@ -95,7 +95,7 @@ public struct EditorSettings: Sendable, Equatable {
     /// (WindowOverlap.swift): the stream's first frame (the cross-frame anchor every window then shares), then the
     /// previous window's last `window-overlap` − 1 input frames. 0 = each window on its own (it may jump at window
     /// boundaries). Costs the context frames' share of every window's UNet work.
-    public var windowOverlap: Int = 1
+    public var windowOverlap: Int = 2
 
     public init() {}
 
