@@ -76,6 +76,8 @@ public final class EvalRunner {
         // mode=blended runs as the element does with its mask pad unlinked: the automatic mask must find the object.
         let blended = s.mode == .blended && !c.vaeRoundTrip
         var outputs: [Frame] = [], composites: [Mask] = []
+        // As the element's EditorSession: each window after the first with its context frames (window-overlap).
+        var overlap = WindowOverlap()
         var tally = EvalTally()
         tally.measuresEdit = !c.vaeRoundTrip
         for start in stride(from: 0, to: clip.frames.count, by: c.windowSize) {
@@ -83,9 +85,11 @@ public final class EvalRunner {
             let frames = Array(clip.frames[range])
             let masks = blended ? frames.map { Mask.full(width: $0.width, height: $0.height) }
                                 : Array(clip.masks[range])
+            let context = overlap.context(for: frames, masks: masks, overlap: s.windowOverlap)
             let t0 = Date()
             let out = c.vaeRoundTrip ? try editor.vaeRoundTrip(frames: frames)
-                                     : try editor.edit(frames: frames, masks: masks, isCancelled: { false })
+                                     : try editor.edit(frames: frames, masks: masks, context: context,
+                                                       isCancelled: { false })
             tally.seconds += Date().timeIntervalSince(t0)
             outputs += out
             if blended {

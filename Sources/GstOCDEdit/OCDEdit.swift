@@ -319,6 +319,7 @@ final class OCDEdit: @unchecked Sendable {
         finishInFlight()
         state.window = []
         state.windowEvents = []
+        session.forgetContext()   // window-overlap: the next window starts a new stretch
         state.lastMask = nil
         state.pendingFlow = nil
         state.flowErrorPosted = false

@@ -11,6 +11,8 @@ public struct EditReport: Sendable {
     public var seconds = 0.0
     /// True when no frame had a masked pixel and the window came back untouched.
     public var skipped = false
+    /// Context frames edited with the window and not returned (window-overlap).
+    public var contextFrames = 0
 }
 
 public final class DiffusionWindowEditor: WindowEditing {
@@ -71,6 +73,13 @@ public final class DiffusionWindowEditor: WindowEditing {
     }
 
     public func edit(frames: [Frame], masks: [Mask], isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame] {
+        try edit(frames: frames, masks: masks, context: .none, isCancelled: isCancelled)
+    }
+
+    /// The window `context.frames + frames` is prepared, inverted and edited as one batch (so the method's
+    /// cross-frame attention anchors on the context's first frame); only `frames` are decoded and composited.
+    public func edit(frames: [Frame], masks: [Mask], context: WindowContext,
+                     isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame] {
         precondition(frames.count == masks.count, "one mask per frame")
         let start = Date()
         var report = EditReport()
@@ -84,11 +93,17 @@ public final class DiffusionWindowEditor: WindowEditing {
         }
         let masks = masks.map { $0.scaled(width: W, height: H) }
         let threshold = settings.maskThreshold
-        // Nothing masked: nothing to edit, and the UNet never runs.
+        // Nothing masked in the window's own frames: nothing to edit, and the UNet never runs.
         if settings.preserveBackground && !masks.contains(where: { $0.pixels.contains { Int($0) >= threshold } }) {
             report.skipped = true
             return frames
         }
+        // Context frames of another size or format (a caps change) cannot join the batch: the window goes alone.
+        let c = context.frames.allSatisfy { $0.width == W && $0.height == H && $0.format == first.format }
+            ? context.count : 0
+        report.contextFrames = c
+        let allFrames = Array(context.frames.prefix(c)) + frames
+        let allMasks = Array(context.masks.prefix(c)).map { $0.scaled(width: W, height: H) } + masks
         let vae = pipeline.vae
         let (pw, ph) = Self.processingSize(width: W, height: H, shortSide: settings.processingSize)
         report.processingWidth = pw
@@ -98,13 +113,13 @@ public final class DiffusionWindowEditor: WindowEditing {
 
         // 1. Prepare: scale, encode the window as one batch, latent masks.
         if isCancelled() { throw EditCancelled() }
-        let images = frames.map { RGBImage($0).resized(width: pw, height: ph) }
+        let images = allFrames.map { RGBImage($0).resized(width: pw, height: ph) }
         let encodedLatents = vae.encode(ImageTensors.tensor(images))
         let latents = Ops.scale(encodedLatents, vae.scalingFactor)
         // The edit region must cover the feathered edge: dilate by the feather radius in latent cells, plus one.
         let featherLatent = Int((Double(settings.feather / 2) * Double(pw) / Double(W) / Double(down)).rounded(.up))
         var region: [[Float]] = [], saliency: [[Float]] = []
-        for m in masks {
+        for m in allMasks {
             let (hard, soft) = Self.latentMasks(m, threshold: threshold, width: lw, height: lh)
             region.append(settings.preserveBackground
                 ? LatentRegions.dilate(hard, height: lh, width: lw, radius: 1 + featherLatent)
@@ -126,17 +141,19 @@ public final class DiffusionWindowEditor: WindowEditing {
         report.sampling = loop.report
         if isCancelled() { throw EditCancelled() }
 
-        // 2. Decode only the changed area (one box size for the window so it stays one batch), with a margin for
-        //    the decoder's reach.
-        let boxes = LatentRegions.commonBoxes(loop.editedRegion, height: lh, width: lw, margin: 2)
-        let crops = Ops.scale(LatentRegions.crop(edited, boxes), 1 / vae.scalingFactor)
+        // 2. Decode only the window's own frames (not the context's) and only the changed area (one box size for the
+        //    window so it stays one batch), with a margin for the decoder's reach.
+        let boxes = LatentRegions.commonBoxes(Array(loop.editedRegion.suffix(frames.count)), height: lh, width: lw,
+                                              margin: 2)
+        let own = c == 0 ? edited : edited.slice(first: c, length: frames.count)
+        let crops = Ops.scale(LatentRegions.crop(own, boxes), 1 / vae.scalingFactor)
         let decoded = ImageTensors.images(vae.decode(crops))
 
         // 3. Composite through the feathered mask (and the method's automatic mask, if it found one).
         let automatic = loop.automaticMask
         lastCompositeMasks = frames.indices.map { i in
             automatic.map {
-                Self.intersect(masks[i], threshold: threshold, latentMask: $0[i], width: lw, height: lh)
+                Self.intersect(masks[i], threshold: threshold, latentMask: $0[c + i], width: lw, height: lh)
             } ?? masks[i]
         }
         return frames.indices.map { i in

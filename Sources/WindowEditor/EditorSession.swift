@@ -1,7 +1,8 @@
 // What a long-lived front end (the element) keeps between windows: the model it holds, shared with everyone else
 // naming that folder through `ModelCache`, and the editor for the latest window's settings. Settings travel with each
 // window; a window whose settings differ from the last one's gets a new editor on the same weights (prompt embeddings
-// are recomputed, nothing is read from disk). Everything it throws is an `EditorFailure`.
+// are recomputed, nothing is read from disk). With `window-overlap`, it also keeps the input frames the next window
+// is edited with as context (WindowOverlap.swift). Everything it throws is an `EditorFailure`.
 import Foundation
 
 public final class EditorSession: @unchecked Sendable {
@@ -16,6 +17,8 @@ public final class EditorSession: @unchecked Sendable {
     private let lock = NSLock()
     private var model: SharedModel?
     private var editor: (settings: EditorSettings, editor: WindowEditing)?
+    /// What the last window leaves for the next (window-overlap).
+    private var overlap = WindowOverlap()
 
     public init() {}
 
@@ -46,15 +49,24 @@ public final class EditorSession: @unchecked Sendable {
     /// What loading the held model warned about (stored tensors no layer uses), one line each; empty without one.
     public var modelWarnings: [String] { lock.withLock { model?.pipeline.warnings ?? [] } }
 
-    /// Lets the held model go (the cache frees it once no session holds it).
+    /// Lets the held model go (the cache frees it once no session holds it) and forgets the last window.
     public func release() {
         lock.withLock {
             model = nil
             editor = nil
+            overlap.reset()
         }
     }
 
-    /// Edits one window with `settings` (holding `settings.modelPath` first if it is not held yet).
+    /// Forgets the frames the last window left for the next (after a flush or seek: the next window is the first of
+    /// a new stretch, with a new anchor).
+    public func forgetContext() {
+        lock.withLock { overlap.reset() }
+    }
+
+    /// Edits one window with `settings` (holding `settings.modelPath` first if it is not held yet). Windows come in
+    /// stream order: with `settings.windowOverlap` > 0 each one after the first is edited with context frames from
+    /// the windows before it (WindowOverlap); only its own frames come back.
     public func edit(frames: [Frame], masks: [Mask], settings: EditorSettings,
                      isCancelled: @escaping @Sendable () -> Bool) throws(EditorFailure) -> Outcome {
         lock.lock()
@@ -76,9 +88,11 @@ public final class EditorSession: @unchecked Sendable {
                 throw EditorFailure(.settings, "\(error)")
             }
         }
+        let context = overlap.context(for: frames, masks: masks, overlap: settings.windowOverlap)
         if current is PassthroughEditor { return Outcome(frames: nil, warning: warning) }
         do {
-            return Outcome(frames: try current.edit(frames: frames, masks: masks, isCancelled: isCancelled),
+            return Outcome(frames: try current.edit(frames: frames, masks: masks, context: context,
+                                                    isCancelled: isCancelled),
                            warning: warning)
         } catch {
             throw EditorFailure.editing(error)

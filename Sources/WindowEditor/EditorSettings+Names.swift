@@ -162,6 +162,9 @@ extension EditorSettings {
             choice("cross-frame", "Frames whose keys/values self-attention sees: none, first-previous, "
                    + "first-previous-middle, all", \.crossFrame),
             int("feather", "Width in pixels of the soft edge of the composite mask", 0...256, \.feather),
+            int("window-overlap", "Context frames edited with each window after the first, not output: the "
+                + "stream's first frame (the shared cross-frame anchor), then the previous window's last frames; "
+                + "0 = windows edited on their own", 0...64, \.windowOverlap),
         ]
     }()
 

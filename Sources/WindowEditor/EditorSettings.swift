@@ -91,6 +91,11 @@ public struct EditorSettings: Sendable, Equatable {
     public var crossFrame: CrossFrameAttention = .firstPrevious
     /// `feather`: width in pixels of the soft edge of the composite mask.
     public var feather: Int = 8
+    /// `window-overlap`: context frames edited at the head of each window after the first and not output
+    /// (WindowOverlap.swift): the stream's first frame (the cross-frame anchor every window then shares), then the
+    /// previous window's last `window-overlap` − 1 input frames. 0 = each window on its own (it may jump at window
+    /// boundaries). Costs the context frames' share of every window's UNet work.
+    public var windowOverlap: Int = 2
 
     public init() {}
 

@@ -54,4 +54,18 @@ public struct WindowEditError: Error, CustomStringConvertible {
 /// when `isCancelled()` turns true (flush/seek), or an error whose description a user can act on.
 public protocol WindowEditing: AnyObject {
     func edit(frames: [Frame], masks: [Mask], isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame]
+    /// The same with `context` frames (window-overlap, WindowOverlap.swift) edited at the head of the window: they
+    /// take part in the edit (the window's frames may attend to them) but only `frames`' edits are returned, one per
+    /// frame, in order. Default: `context` and `frames` edited as one window, the context's outputs dropped.
+    func edit(frames: [Frame], masks: [Mask], context: WindowContext,
+              isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame]
+}
+
+extension WindowEditing {
+    public func edit(frames: [Frame], masks: [Mask], context: WindowContext,
+                     isCancelled: @escaping @Sendable () -> Bool) throws -> [Frame] {
+        guard !context.isEmpty else { return try edit(frames: frames, masks: masks, isCancelled: isCancelled) }
+        let out = try edit(frames: context.frames + frames, masks: context.masks + masks, isCancelled: isCancelled)
+        return Array(out.suffix(frames.count))
+    }
 }

@@ -21,16 +21,19 @@ enum LatentRegions {
     }
 
     /// One box per frame, all of the same size (so the window stays one batch): each frame's mask box grown by
-    /// `margin`, the largest width and height over the window (see `size`), centred on each frame's box and kept
-    /// inside the latent. Frames with an empty mask get a centred box.
-    static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int) -> [LatentBox] {
+    /// `margin`, the largest width and height over the window (see `size`; each rounded up to a multiple of
+    /// `sizeMultiple`), centred on each frame's box and kept inside the latent. Frames with an empty mask get a
+    /// centred box.
+    static func commonBoxes(_ masks: [[Float]], height h: Int, width w: Int, margin: Int,
+                            sizeMultiple: Int = 1) -> [LatentBox] {
         let boxes = masks.map { boundingBox($0, height: h, width: w) }
         func clamp(_ v: Int, _ limit: Int) -> Int { min(limit, max(1, v)) }
+        func roundUp(_ v: Int) -> Int { (v + sizeMultiple - 1) / sizeMultiple * sizeMultiple }
         // The margin is best effort: when box + margin would cover the whole latent but the box alone does not, the
         // crop is the box (the edit region's dilation is its context), so small latents still get a crop.
         func size(_ box: Int, _ limit: Int) -> Int {
-            let wanted = clamp(box + 2 * margin, limit)
-            return wanted >= limit ? clamp(box, limit) : wanted
+            let wanted = clamp(roundUp(box + 2 * margin), limit)
+            return wanted >= limit ? clamp(roundUp(box), limit) : wanted
         }
         let bw = size(boxes.compactMap { $0?.width }.max() ?? 0, w)
         let bh = size(boxes.compactMap { $0?.height }.max() ?? 0, h)

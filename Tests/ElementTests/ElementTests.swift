@@ -264,6 +264,46 @@ final class ElementTests: XCTestCase {
         }
     }
 
+    /// window-overlap=2 (each window edited with the first frame and the previous window's last frame as context):
+    /// frames out = frames in, each once, in order with its timestamp (its top-left byte, beyond the mask, is its
+    /// index), for windows that do and do not divide the stream.
+    func testWindowOverlapFramesOutEqualFramesIn() throws {
+        let count = 8
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=3 window-overlap=2 \
+            model=\(tinyModel) prompt="a blue ball" source-prompt="a red ball" steps=2 processing-size=64 feather=2 \
+            ! appsink name=sink sync=false \
+            appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1 ! e.mask
+            """)
+        p.play()
+        var masks: [[UInt8]] = []
+        for i in 0..<count {
+            var rgb = [UInt8](repeating: 0, count: w * h * 3), m = [UInt8](repeating: 0, count: w * h)
+            for k in 0..<(w * h) {
+                let (x, y) = (k % w, k / w), inBall = (x - 20 - 3 * i) * (x - 20 - 3 * i) + (y - 24) * (y - 24) <= 64
+                rgb[3 * k] = inBall ? 230 : UInt8((x * 4 + y) % 256)
+                rgb[3 * k + 1] = UInt8((y * 5) % 256)
+                rgb[3 * k + 2] = 90
+                m[k] = inBall ? 255 : 0
+            }
+            rgb[0] = UInt8(i)
+            masks.append(m)
+            p.pushMask(m, pts: UInt(i) * frameNs, duration: frameNs)
+            p.pushVideo(rgb, pts: UInt(i) * frameNs)
+        }
+        p.endMask()
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 120)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0.1))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), (0..<count).map { UInt($0) * frameNs })
+        XCTAssertEqual(frames.map { Int($0.bytes[0]) }, Array(0..<count))
+        for (i, f) in frames.enumerated() {
+            let changed = (0..<(w * h)).filter { masks[i][$0] > 0 && f.bytes[3 * $0] != 230 }.count
+            XCTAssertGreaterThan(changed, 20, "frame \(i): the ball was not edited")
+        }
+    }
+
     /// mode=blended with the mask pad unlinked: the automatic mask decides where to edit. Every frame comes back with
     /// its timestamp, some pixels change and some keep their bytes (threshold 0.9: the bundled model's random
     /// cross-attention is nearly flat, see the README).

@@ -68,6 +68,16 @@ final class ShapesModelEvalTests: XCTestCase {
         }
     }
 
+    /// window-overlap (README, "Seamless windows"): the two first committed clips cut into windows of 4 frames (four
+    /// windows a clip), in mode=ocd (the default, and the mode whose windows jumped most without it): frame pairs
+    /// that straddle two windows change no more than 1.2 times as much as pairs inside one.
+    func testWindowOverlapKeepsWindowBoundariesSeamless() throws {
+        let json = try eval(["--mode", "ocd", "--limit", "2", "--window-size", "4", "--window-overlap", "1",
+                             "--steps", "10"])
+        let inside = try number(json, "warp_error"), boundary = try number(json, "boundary_warp_error")
+        XCTAssertLessThanOrEqual(boundary, 1.2 * inside, "\(json)")
+    }
+
     /// A null edit (DDIM inversion and denoising with the source prompt, no guidance) with the trained model keeps
     /// every object's colour and reconstructs the frames closely: inversion and the edit loop retrace each other.
     func testNullEditKeepsTheSourceColour() throws {

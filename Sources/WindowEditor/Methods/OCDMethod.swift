@@ -14,6 +14,10 @@ final class OCDMethod: EditMethod {
         var backgroundSteps: Int
         /// nil when tome-ratio is 0.
         var merging: SaliencyMergedKeyValues.Config?
+        /// The crop's sides are rounded up to a multiple of this many latent cells: with window-overlap, 4, so
+        /// consecutive windows (whose largest mask boxes differ by a cell or so) mostly crop alike and their frames
+        /// are edited alike at the boundary; else 1.
+        var cropMultiple = 1
 
         init(_ settings: EditorSettings) {
             crossFrame = settings.crossFrame
@@ -22,6 +26,7 @@ final class OCDMethod: EditMethod {
             contextMargin = settings.contextMargin
             backgroundSteps = settings.backgroundSteps
             merging = settings.tomeRatio > 0 ? SaliencyMergedKeyValues.Config(settings) : nil
+            cropMultiple = settings.windowOverlap > 0 ? 4 : 1
         }
     }
 
@@ -39,7 +44,7 @@ final class OCDMethod: EditMethod {
         let (h, w, n) = (window.latentHeight, window.latentWidth, window.editSteps)
         guard config.objectCentricSampling else { return SamplingPlan() }
         let boxes = LatentRegions.commonBoxes(window.inputs.editRegion, height: h, width: w,
-                                              margin: config.contextMargin)
+                                              margin: config.contextMargin, sizeMultiple: config.cropMultiple)
         guard boxes[0].area < h * w else { return SamplingPlan() }
         let cropSteps = min(n, max(0, Int((Double(n) * config.blendStep).rounded())))
         let wholeSteps = n - cropSteps
