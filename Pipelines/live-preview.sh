@@ -18,7 +18,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 model="${MODEL:-$root/Models/shapes-sd}"
 source_prompt="${SOURCE_PROMPT:-a red circle on a brown textured background}"
-prompt="${PROMPT:-a blue circle on a brown textured background}"
+prompt="${PROMPT:-a yellow circle on a brown textured background}"
 window="${WINDOW:-4}"
 budget="${BUDGET:-1000}"
 width="${WIDTH:-128}"

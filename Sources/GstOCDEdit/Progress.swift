@@ -91,27 +91,24 @@ final class WindowProgress: @unchecked Sendable {
     private static let gString = GType(16 << 2)
 
     private static func set(_ s: UnsafeMutablePointer<GstStructure>, _ name: String, int v: Int32) {
-        var value = GValue()
-        g_value_init(&value, gInt)
-        g_value_set_int(&value, v)
-        gst_structure_take_value(s, name, &value)
+        set(s, name, gInt) { g_value_set_int($0, v) }
     }
     private static func set(_ s: UnsafeMutablePointer<GstStructure>, _ name: String, int64 v: Int64) {
-        var value = GValue()
-        g_value_init(&value, gInt64)
-        g_value_set_int64(&value, gint64(v))
-        gst_structure_take_value(s, name, &value)
+        set(s, name, gInt64) { g_value_set_int64($0, gint64(v)) }
     }
     private static func set(_ s: UnsafeMutablePointer<GstStructure>, _ name: String, double v: Double) {
-        var value = GValue()
-        g_value_init(&value, gDouble)
-        g_value_set_double(&value, v)
-        gst_structure_take_value(s, name, &value)
+        set(s, name, gDouble) { g_value_set_double($0, v) }
     }
     private static func set(_ s: UnsafeMutablePointer<GstStructure>, _ name: String, string v: String) {
+        set(s, name, gString) { g_value_set_string($0, v) }
+    }
+
+    /// Field `name` of `s`: a GValue of `type`, filled by `fill`, handed to the structure.
+    private static func set(_ s: UnsafeMutablePointer<GstStructure>, _ name: String, _ type: GType,
+                            _ fill: (UnsafeMutablePointer<GValue>) -> Void) {
         var value = GValue()
-        g_value_init(&value, gString)
-        g_value_set_string(&value, v)
+        g_value_init(&value, type)
+        fill(&value)
         gst_structure_take_value(s, name, &value)
     }
 }

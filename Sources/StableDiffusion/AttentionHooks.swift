@@ -25,6 +25,12 @@ public struct KeyValueGroups {
     public var logWeights: [Tensor?]
     /// Per batch item: indices into `tokens`, concatenated in this order.
     public var itemGroups: [[Int]]
+    /// Attention maps from other hidden states (self-attention map reuse, as FateZero and prompt-to-prompt do):
+    /// when set, the queries are projected from `mapQueries` [B, N, C] and the keys from `mapKeys` (one tensor per
+    /// group, each of its group's shape), while the values stay `tokens`'. Both nil: queries and keys from the
+    /// layer's input and `tokens`.
+    public var mapQueries: Tensor? = nil
+    public var mapKeys: [Tensor]? = nil
 
     public init(tokens: [Tensor], logWeights: [Tensor?], itemGroups: [[Int]]) {
         precondition(tokens.count == logWeights.count,
@@ -118,17 +124,22 @@ struct Attention {
         precondition(p.computed.count + p.sources.count == b && p.sources.keys.allSatisfy { !p.computed.contains($0) },
                      "self-attention: \(p.computed.count) computed + \(p.sources.count) propagated items, batch \(b)")
         let kv = p.groups
+        precondition((kv.mapQueries == nil) == (kv.mapKeys == nil)
+                         && kv.mapQueries.map { $0.shape == x.shape } ?? true
+                         && kv.mapKeys.map { $0.map(\.shape) == kv.tokens.map(\.shape) } ?? true,
+                     "self-attention: map queries/keys must come together, shaped as the input and the groups")
+        let queryInput = kv.mapQueries ?? x
         let xc: Tensor
         if p.computed == Array(0..<b) {
-            xc = x
+            xc = queryInput
         } else {
             xc = Tensor(uninitializedShape: [p.computed.count, n, c])
             for (j, item) in p.computed.enumerated() {
-                (xc.data + j * n * c).update(from: x.data + item * n * c, count: n * c)
+                (xc.data + j * n * c).update(from: queryInput.data + item * n * c, count: n * c)
             }
         }
         let q = toQ(xc)
-        let keys = kv.tokens.map { toK($0) }, values = kv.tokens.map { toV($0) }
+        let keys = (kv.mapKeys ?? kv.tokens).map { toK($0) }, values = kv.tokens.map { toV($0) }
         let out = Tensor(shape: [b, n, c])
         for (j, item) in p.computed.enumerated() {
             let g = kv.itemGroups[j]

@@ -5,7 +5,8 @@
 //      editSteps − 1 − j ended.
 //   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
 // The method (EditMethod.swift) decides where the steps compute (the whole latent, or for the first edit steps a
-// crop of each frame), the attention hooks of each UNet call and the edit region of each step.
+// crop of each frame), the attention hooks of each UNet call and the edit region of each step. Whatever the method,
+// with attention-reuse the inversion's self-attention maps steer the first edit steps (SelfAttentionMapReuse.swift).
 import StableDiffusion
 import TensorKernels
 
@@ -17,6 +18,7 @@ final class EditLoop {
         var guidanceScale: Double
         var inversionIterations: Int
         var preserveBackground: Bool
+        var attentionReuse: SelfAttentionMaps.Config
 
         init(_ settings: EditorSettings) {
             steps = settings.steps
@@ -24,6 +26,7 @@ final class EditLoop {
             guidanceScale = settings.guidanceScale
             inversionIterations = settings.inversionIterations
             preserveBackground = settings.preserveBackground
+            attentionReuse = SelfAttentionMaps.Config(settings)
         }
     }
 
@@ -56,7 +59,8 @@ final class EditLoop {
         let editSteps = Self.editSteps(steps: steps, strength: config.strength)
         guard editSteps > 0 else { return inputs.latents.copy() }
         let method = makeMethod(MethodWindow(inputs: inputs, editSteps: editSteps, unet: unet.config))
-        let predictor = NoisePredictor(unet: unet, method: method, inputs: inputs,
+        let maps = SelfAttentionMaps(config.attentionReuse, editSteps: editSteps)
+        let predictor = NoisePredictor(unet: unet, method: method, maps: maps, inputs: inputs,
                                        guidanceScale: config.guidanceScale, isCancelled: isCancelled)
         defer { predictor.addCounts(to: &report) }
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,

@@ -147,6 +147,8 @@ extension EditorSettings {
                 + "blend step (0 = one per step)", 0...1000, \.backgroundSteps),
             int("inversion-iterations", "Fixed-point iterations per DDIM inversion step (1 = plain DDIM inversion; "
                 + "more = closer reconstruction)", 1...20, \.inversionIterations),
+            double("attention-reuse", "Share of the edit steps (the first) whose self-attention maps are the "
+                   + "inversion's (FateZero): keeps the edited object's layout; 0 = off", 0...1, \.attentionReuse),
             double("blend-threshold", "mode=blended: share of the peak of the edited words' cross-attention at or "
                    + "above which a cell is edited", 0...1, \.blendThreshold),
             int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (random offset per step); "

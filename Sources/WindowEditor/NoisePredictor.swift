@@ -6,16 +6,19 @@ import TensorKernels
 final class NoisePredictor {
     private let unet: UNet2DConditionModel
     private let method: any EditMethod
+    /// Self-attention map reuse across the window's calls, whatever the method (nil: off).
+    private let maps: SelfAttentionMaps?
     /// Prompt embeddings [1, 77, D].
     private let source: Tensor, target: Tensor, negative: Tensor
     private let guidanceScale: Double
     private let isCancelled: @Sendable () -> Bool
     private(set) var unetCalls = 0, unetTokenSteps = 0, attentionPairs = 0, mergedTokens = 0
 
-    init(unet: UNet2DConditionModel, method: any EditMethod, inputs: SamplingInputs, guidanceScale: Double,
-         isCancelled: @escaping @Sendable () -> Bool) {
+    init(unet: UNet2DConditionModel, method: any EditMethod, maps: SelfAttentionMaps?, inputs: SamplingInputs,
+         guidanceScale: Double, isCancelled: @escaping @Sendable () -> Bool) {
         self.unet = unet
         self.method = method
+        self.maps = maps.flatMap { $0.isEnabled ? $0 : nil }
         (source, target, negative) = (inputs.source, inputs.target, inputs.negative)
         self.guidanceScale = guidanceScale
         self.isCancelled = isCancelled
@@ -28,9 +31,10 @@ final class NoisePredictor {
         if isCancelled() { throw EditCancelled() }
         let frames = x.shape[0], height = x.shape[2], width = x.shape[3]
         let guided = pass == .edit && guidanceScale > 1
-        let hooks = method.hooks(for: UNetCall(pass: pass, editStep: editStep, timestep: timestep, frames: frames,
-                                               halves: guided ? 2 : 1, height: height, width: width,
-                                               saliency: saliency))
+        let call = UNetCall(pass: pass, editStep: editStep, timestep: timestep, frames: frames,
+                            halves: guided ? 2 : 1, height: height, width: width, saliency: saliency)
+        let hooks = method.hooks(for: call)
+        if let maps { hooks.mapReuse = SelfAttentionMapReuse(maps: maps, call: call) }
         let prompt = pass == .edit ? target : source
         let sample = guided ? Ops.concat([x, x], dim: 0) : x
         let context = guided ? Ops.concat([repeated(negative, frames), repeated(prompt, frames)], dim: 0)
@@ -38,6 +42,7 @@ final class NoisePredictor {
         let eps = unet(sample, timesteps: [Float](repeating: Float(timestep), count: sample.shape[0]),
                        encoderHiddenStates: context, hooks: hooks)
         unetCalls += 1
+        if pass == .edit { maps?.release(before: editStep + 1) }
         unetTokenSteps += sample.shape[0] * height * width
         attentionPairs += hooks.attentionPairs
         mergedTokens += hooks.mergedTokens

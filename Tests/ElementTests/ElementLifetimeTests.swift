@@ -8,16 +8,8 @@ import CGstApp
 
 final class ElementLifetimeTests: XCTestCase {
     let w = 64, h = 48
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    var tinyModel: String { root.appendingPathComponent("Tests/Fixtures/tiny-sd1").path }
-
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ocdedit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
+    var root: URL { TestRepository.root }
+    var tinyModel: String { TestRepository.tinyModel }
 
     func fileSize(_ url: URL) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.intValue ?? -1

@@ -5,14 +5,30 @@ import CGStreamer
 import CGstApp
 import CGstShim
 
+/// The repository and its test fixtures, for tests that run its scripts and pipelines.
+enum TestRepository {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static var tinyModel: String { root.appendingPathComponent("Tests/Fixtures/tiny-sd1").path }
+}
+
+extension XCTestCase {
+    /// A fresh folder, removed when the test ends.
+    func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ocdedit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+}
+
 enum GStreamerSetup {
     /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
     /// private registry so a stale system registry cannot hide the element. `OCDEDIT_PLUGIN_DIR`, when set, is the
     /// only folder tried: `make sanitize` points it at the sanitized build's plugin, loaded into this sanitized
     /// process (with GST_REGISTRY_FORK=no, so no unsanitized gst-plugin-scanner has to load it).
     static let ready: Bool = {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
+        let root = TestRepository.root
         let candidates = ProcessInfo.processInfo.environment["OCDEDIT_PLUGIN_DIR"].map { [URL(fileURLWithPath: $0)] }
             ?? ["Plugin/lib", ".build/release", ".build/debug"].map { root.appendingPathComponent($0) }
         guard let dir = candidates.first(where: {

@@ -4,16 +4,8 @@ import Foundation
 import XCTest
 
 final class PipelineScriptTests: XCTestCase {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    var tinyModel: String { root.appendingPathComponent("Tests/Fixtures/tiny-sd1").path }
-
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ocdedit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
+    var root: URL { TestRepository.root }
+    var tinyModel: String { TestRepository.tinyModel }
 
     /// Runs Pipelines/`name` with `arguments` and `environment` added to this process's (GST_PLUGIN_PATH and
     /// GST_REGISTRY of GStreamerSetup): exit status, stdout, seconds taken.

@@ -9,8 +9,10 @@ import TensorKernels
 final class DiffusionEditorTests: XCTestCase {
     static let pipeline: StableDiffusionPipeline? = try? StableDiffusionPipeline(folder: Fixtures.tinyModel)
 
-    func model() throws -> StableDiffusionPipeline {
-        try XCTUnwrap(Self.pipeline, "tiny model Tests/Fixtures/tiny-sd1 failed to load")
+    func model() throws -> StableDiffusionPipeline { try Self.model() }
+
+    static func model() throws -> StableDiffusionPipeline {
+        try XCTUnwrap(pipeline, "tiny model Tests/Fixtures/tiny-sd1 failed to load")
     }
 
     /// A textured scene with a square moving right, and a disc mask following it.
@@ -73,22 +75,33 @@ final class DiffusionEditorTests: XCTestCase {
 
     /// Null edit: target = source prompt, guidance 1, full strength: inversion then denoising gives back the latents.
     func testNullEditReconstructsLatents() throws {
-        let pipe = try model()
-        let s = settings {
+        let (psnr, calls) = try Self.nullEditPSNR(settings {
             $0.prompt = "a red car"; $0.guidanceScale = 1; $0.strength = 1; $0.steps = 20; $0.mode = .baseline
             $0.inversionIterations = 12
-        }
+        })
+        XCTAssertEqual(calls, 20 * 12 + 20)
+        // Plain DDIM inversion is exact only in the limit of small steps, and the random tiny UNet's prediction moves
+        // fast with its input (1 iteration: RMSE 1.24 against latents of mean |z| 0.04, i.e. nothing is kept).
+        // Fixed-point inversion makes each denoising step retrace its inversion step: the residual shrinks about
+        // 2× per iteration (3: 0.16, 6: 0.025, 10: 0.0033), so 12 iterations must give ≥ 40 dB over the latents' range.
+        XCTAssertGreaterThan(psnr, 40)
+    }
+
+    /// Runs the edit loop on a 4-frame window with `s.prompt` as source and target (the editor's null edit) and
+    /// returns the latents' PSNR (dB over their range) and the UNet calls.
+    static func nullEditPSNR(_ s: EditorSettings) throws -> (psnr: Double, unetCalls: Int) {
+        let pipe = try model()
         let w = Self.window(frames: 4)
         let images = w.frames.map { RGBImage($0).resized(width: 64, height: 64) }
         let z0 = Ops.scale(pipe.vae.encode(ImageTensors.tensor(images)), pipe.vae.scalingFactor)
         let (lh, lw) = (z0.shape[2], z0.shape[3])
         let ones = [[Float]](repeating: [Float](repeating: 1, count: lh * lw), count: 4)
-        let e = pipe.encode(prompts: ["a red car", ""])
+        let e = pipe.encode(prompts: [s.prompt ?? "", ""])
         let parts = Ops.split(e, dim: 0, sizes: [1, 1])
         let sampler = EditLoop(unet: pipe.unet, scheduler: pipe.scheduler, config: EditLoop.Config(s))
         let out = try sampler.run(SamplingInputs(latents: z0, editRegion: ones, saliency: ones, source: parts[0],
                                                  target: parts[0], negative: parts[1]),
-                                  method: EditMethodFactory.maker(for: s), isCancelled: Self.never)
+                                  method: EditMethodFactory.maker(for: s), isCancelled: never)
         var mse: Double = 0, lo = Float.infinity, hi = -Float.infinity
         for i in 0..<z0.count {
             mse += Double((out.data[i] - z0.data[i]) * (out.data[i] - z0.data[i]))
@@ -98,12 +111,7 @@ final class DiffusionEditorTests: XCTestCase {
         let psnr = 10 * log10(Double(hi - lo) * Double(hi - lo) / max(mse, 1e-20))
         print("null edit: latent PSNR \(String(format: "%.1f", psnr)) dB over range \(hi - lo), "
                   + "\(sampler.report.unetCalls) UNet calls")
-        XCTAssertEqual(sampler.report.unetCalls, 20 * 12 + 20)
-        // Plain DDIM inversion is exact only in the limit of small steps, and the random tiny UNet's prediction moves
-        // fast with its input (1 iteration: RMSE 1.24 against latents of mean |z| 0.04, i.e. nothing is kept).
-        // Fixed-point inversion makes each denoising step retrace its inversion step: the residual shrinks about
-        // 2× per iteration (3: 0.16, 6: 0.025, 10: 0.0033), so 12 iterations must give ≥ 40 dB over the latents' range.
-        XCTAssertGreaterThan(psnr, 40)
+        return (psnr, sampler.report.unetCalls)
     }
 
     func testSameSeedSameBytes() throws {

@@ -336,7 +336,7 @@ def main():
     p.add_argument("--seed", type=int, default=20261123)
     p.add_argument("--images", type=int, default=40000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--vae-steps", type=int, default=2500)
+    p.add_argument("--vae-steps", type=int, default=8000)
     p.add_argument("--vae-batch", type=int, default=8)
     p.add_argument("--vae-crop", type=int, default=64)
     p.add_argument("--vae-lr", type=float, default=3e-4)

@@ -31,7 +31,15 @@ struct CrossFrameKeyValues {
     /// One key/value group per item (its own tokens), each item attending to its attended frames in its half; nil
     /// when every frame attends to itself only (plain self-attention).
     func keyValues(_ x: Tensor) -> KeyValueGroups? {
-        guard policy != .none else { return nil }
+        policy == .none ? nil : groups(x)
+    }
+
+    /// One group per item, each item attending to its own only: plain self-attention as groups.
+    func ownFrames(_ x: Tensor) -> KeyValueGroups {
+        CrossFrameKeyValues(.none, frames: frames, halves: halves).groups(x)
+    }
+
+    private func groups(_ x: Tensor) -> KeyValueGroups {
         var tokens: [Tensor] = [], itemGroups: [[Int]] = []
         for b in 0..<(halves * frames) { tokens.append(x.slice(first: b, length: 1)) }
         for half in 0..<halves {

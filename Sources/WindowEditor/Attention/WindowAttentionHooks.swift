@@ -8,6 +8,8 @@ import TensorKernels
 /// 2. `featureRecorder` (tokenflow's inversion calls) keeps the layer's input, before any merging, as source features.
 /// 3. Keys/values: `merging` (ocd) merges volumes of frames where the layer is large enough; elsewhere `crossFrame`
 ///    picks whole frames; when neither applies the layer runs plain self-attention.
+/// 4. `mapReuse` (attention-reuse, any method): inversion calls keep the layer's input; edit calls at reused steps
+///    take their queries and keys from it, at layers that are not merged.
 /// In each cross-attention layer: `crossAttention` (blended's edit calls) observes the probabilities.
 /// Every piece is built for this call; what they record goes into method-owned state, never into the model.
 final class WindowAttentionHooks: UNetAttentionHooks {
@@ -16,6 +18,8 @@ final class WindowAttentionHooks: UNetAttentionHooks {
     let featureRecorder: TokenFlowRecorder?
     let propagation: TokenFlowPropagator?
     let crossAttention: CrossAttentionRecorder?
+    /// Self-attention map reuse, which the edit loop adds to every method's hooks (nil: off).
+    var mapReuse: SelfAttentionMapReuse? = nil
     /// Attention score pairs (queries × keys, summed over items and layers): the cost merging and frame choice cut.
     private(set) var attentionPairs = 0
     /// Key/value tokens removed by merging, summed over layers.
@@ -44,7 +48,12 @@ final class WindowAttentionHooks: UNetAttentionHooks {
         precondition(x.shape == [halves * frames, n, layer.channels],
                      "window attention: \(x.shape) for \(halves)×\(frames) frames")
         featureRecorder?.record(x, layer: layer)
-        guard let groups = merging?.keyValues(x, layer: layer) ?? crossFrame.keyValues(x) else {
+        mapReuse?.record(x, layer: layer)
+        var groups = merging?.keyValues(x, layer: layer)
+        if groups == nil, let mapReuse, mapReuse.applies(to: layer) {
+            groups = mapReuse.reusingMaps(crossFrame.keyValues(x) ?? crossFrame.ownFrames(x), x, layer: layer)
+        }
+        guard let groups = groups ?? crossFrame.keyValues(x) else {
             attentionPairs += halves * frames * n * n
             return nil
         }
