@@ -80,6 +80,9 @@ protocol EditMethod: AnyObject {
     /// result is replaced by the inverted trajectory. Asked after every edit step when the background is preserved;
     /// a method may update what it found from the step's calls here. Default nil: the window's edit region.
     func editRegion(afterEditStep step: Int) -> [[Float]]?
+    /// A guided edit call's two noise predictions [F, 4, h, w] (unconditional and target prompt, before guidance
+    /// combines them). Default: ignored.
+    func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor)
     /// The mask the method found itself (latent grid, per frame, before dilation), which the composite intersects
     /// with the input masks. Default nil: the input masks only.
     var automaticMask: [[Float]]? { get }
@@ -88,5 +91,6 @@ protocol EditMethod: AnyObject {
 extension EditMethod {
     var plan: SamplingPlan { SamplingPlan() }
     func editRegion(afterEditStep step: Int) -> [[Float]]? { nil }
+    func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor) {}
     var automaticMask: [[Float]]? { nil }
 }

@@ -149,8 +149,8 @@ extension EditorSettings {
                 + "more = closer reconstruction)", 1...20, \.inversionIterations),
             double("attention-reuse", "Share of the edit steps (the first) whose self-attention maps are the "
                    + "inversion's (FateZero): keeps the edited object's layout; 0 = off", 0...1, \.attentionReuse),
-            double("blend-threshold", "mode=blended: share of the peak of the edited words' cross-attention at or "
-                   + "above which a cell is edited", 0...1, \.blendThreshold),
+            double("blend-threshold", "mode=blended: share of the automatic mask's map (per frame, from its minimum "
+                   + "to its peak) at or above which a cell is edited", 0...1, \.blendThreshold),
             int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (random offset per step); "
                 + "1 = every frame", 1...64, \.keyframeInterval),
             bool("preserve-background", "Replace the latent outside the dilated mask by the inverted trajectory at "

@@ -76,8 +76,10 @@ public struct EditorSettings: Sendable, Equatable {
     /// `attention-reuse`: share of the edit steps (the first) whose self-attention maps are the inversion's
     /// (SelfAttentionMapReuse.swift); 0 = off.
     public var attentionReuse: Double = 0
-    /// `blend-threshold` (mode=blended): share of the peak of the edited words' cross-attention (per frame, after a
-    /// 3×3 max-pool) at or above which a cell is in the automatic mask; the default is FateZero's.
+    /// `blend-threshold` (mode=blended): share of the automatic mask's map at or above which a cell is in the mask:
+    /// the guidance difference scaled per frame from its minimum to its peak (GuidanceDifferenceMask.swift), or,
+    /// without guidance, the edited words' cross-attention over its peak after a 3×3 max-pool. The default is
+    /// FateZero's, and DiffEdit's mask on the shapes world measured best there (README).
     public var blendThreshold: Double = 0.3
     /// `keyframe-interval` (mode=tokenflow): one keyframe every this many frames, at a random offset drawn per step
     /// from `seed`; 1 = every frame is a keyframe (extended attention over the window, nothing propagated).

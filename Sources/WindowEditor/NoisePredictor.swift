@@ -48,6 +48,7 @@ final class NoisePredictor {
         mergedTokens += hooks.mergedTokens
         guard guided else { return eps }
         let halves = Ops.split(eps, dim: 0, sizes: [frames, frames])
+        method.observeGuidance(call, unconditional: halves[0], conditional: halves[1])
         return Ops.guide(halves[0], toward: halves[1], scale: Float(guidanceScale))
     }
 

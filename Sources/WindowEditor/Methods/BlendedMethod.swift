@@ -1,12 +1,14 @@
-// mode=blended: blended latent diffusion with an automatic mask (AutomaticBlendMask.swift). The edit calls record
-// the target prompt's cross-attention to the edited words; from 20 % of the steps on the mask found so far, dilated
-// to cover the composite's feathered edge, narrows the edit region: recomputed after each step until 80 %, then kept
-// (FateZero's LocalBlend window).
+// mode=blended: blended latent diffusion with an automatic mask. The guided edit calls sum |ε(target) − ε(negative)|
+// per cell (GuidanceDifferenceMask.swift, DiffEdit's mask); without guidance (guidance-scale 1) the target prompt's
+// cross-attention to the edited words stands in (AutomaticBlendMask.swift, FateZero's mask). From 20 % of the steps
+// on, the mask found so far, dilated to cover the composite's feathered edge, narrows the edit region: recomputed
+// after each step until 80 %, then kept (FateZero's LocalBlend window).
+import TensorKernels
 
 final class BlendedMethod: EditMethod {
     struct Config {
         var crossFrame: CrossFrameAttention
-        /// Share of a frame's attention peak at or above which a cell is in the automatic mask.
+        /// Share of a frame's map (scaled to [0, 1]) at or above which a cell is in the automatic mask.
         var threshold: Float
         /// The shares of the edit steps between which the automatic mask is recomputed.
         var maskStart = 0.2, maskEnd = 0.8
@@ -20,6 +22,7 @@ final class BlendedMethod: EditMethod {
     private(set) var automaticMask: [[Float]]? = nil
     private let config: Config
     private let mask: AutomaticBlendMask
+    private let difference: GuidanceDifferenceMask
     private let inputRegion: [[Float]]
     private var region: [[Float]]
     private let height: Int, width: Int, dilation: Int
@@ -33,6 +36,8 @@ final class BlendedMethod: EditMethod {
         let words = AutomaticBlendMask.editedTokenPositions(source: inputs.sourceTokens, target: inputs.targetTokens)
         mask = AutomaticBlendMask(tokens: words, frames: window.frames, latentHeight: height, latentWidth: width,
                                   unet: window.unet, threshold: config.threshold)
+        difference = GuidanceDifferenceMask(frames: window.frames, height: height, width: width,
+                                            threshold: config.threshold)
         inputRegion = inputs.editRegion
         region = inputs.editRegion
         let n = Double(window.editSteps)
@@ -45,9 +50,13 @@ final class BlendedMethod: EditMethod {
                              crossAttention: call.pass == .edit ? CrossAttentionRecorder(mask, for: call) : nil)
     }
 
+    func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor) {
+        difference.observe(unconditional: unconditional, conditional: conditional)
+    }
+
     func editRegion(afterEditStep step: Int) -> [[Float]]? {
         if step >= firstMaskStep && (step < lastMaskStep || automaticMask == nil) {
-            let automatic = mask.latentMask(height: height, width: width)
+            let automatic = difference.latentMask() ?? mask.latentMask(height: height, width: width)
             automaticMask = automatic
             region = zip(automatic, inputRegion).map { a, r in
                 zip(LatentRegions.dilate(a, height: height, width: width, radius: dilation), r).map { min($0, $1) }
