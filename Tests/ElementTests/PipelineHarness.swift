@@ -73,6 +73,8 @@ final class Pipeline: LaunchedPipeline {
     func play() { gst_element_set_state(pipeline, GST_STATE_PLAYING) }
     func stop() { gst_element_set_state(pipeline, GST_STATE_NULL) }
 
+    /// Never inlined: Reliability/tsan.supp names this function for the hand-off of the buffer it fills.
+    @inline(never)
     static func buffer(_ bytes: [UInt8], pts: UInt, duration: UInt) -> UnsafeMutablePointer<GstBuffer> {
         let b = gst_buffer_new_allocate(nil, gsize(bytes.count), nil)!
         _ = bytes.withUnsafeBytes { gst_buffer_fill(b, 0, $0.baseAddress, gsize(bytes.count)) }
