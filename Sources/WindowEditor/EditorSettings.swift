@@ -44,11 +44,10 @@ public struct EditorSettings: Sendable, Equatable {
     public var negativeFromSource: Bool = true
     /// `steps`: DDIM steps of the full schedule.
     public var steps: Int = 20
-    /// `guidance-scale`: classifier-free guidance scale (1 = no guidance). 2 by measurement: with the source prompt
-    /// as the unconditional prompt (negative-from-source) guidance extrapolates along the difference between the two
-    /// prompts, and at diffusers' 7.5 the shapes-world model overshoots the target colour (red → orange comes out
-    /// yellow) or dissolves the object: edit accuracy on 18 clips (committed and a fresh seed, baseline) 0.33 at 7.5,
-    /// 0.55 at 2, 0.18 at 3 (README, "Edit quality, measured").
+    /// `guidance-scale`: classifier-free guidance scale (1 = no guidance). 2, chosen with `ocdedit eval`: with the
+    /// source prompt as the unconditional prompt (negative-from-source) guidance extrapolates along the difference
+    /// between the two prompts, and at diffusers' 7.5 the shapes-world model overshoots the target colour or
+    /// dissolves the object (the sweep is in the README, "Edit quality, measured").
     public var guidanceScale: Double = 2
     /// `strength`: share of the schedule that is inverted and re-denoised.
     public var strength: Double = 0.8

@@ -16,14 +16,10 @@ final class ElementMatrixTests: XCTestCase {
     }
 
     /// A 64×48 GRAY8 mask lighting columns 4k…4k+3.
-    func stripe(_ k: Int) -> [UInt8] {
-        var m = [UInt8](repeating: 0, count: w * h)
-        for y in 0..<h { for x in (4 * k)..<(4 * k + 4) { m[y * w + x] = 255 } }
-        return m
-    }
+    func stripe(_ k: Int) -> [UInt8] { stripeMask(k, width: w, height: h) }
 
     /// Columns of row 10 that preview-mask tinted (input bytes all 100).
-    func tintedColumns(_ f: OutputFrame) -> [Int] { (0..<w).filter { f.bytes[(10 * w + $0) * 3] != 100 } }
+    func tintedColumns(_ f: OutputFrame) -> [Int] { previewTintedColumns(f, width: w) }
 
     func previewPipeline(window: Int = 2, maskCaps: String? = nil) throws -> Pipeline {
         try Pipeline("""

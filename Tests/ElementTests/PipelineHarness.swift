@@ -22,6 +22,18 @@ extension XCTestCase {
     }
 }
 
+/// A GRAY8 mask of `width`×`height` lighting columns 4k…4k+3 (the preview-mask tests' stripes).
+func stripeMask(_ k: Int, width: Int, height: Int) -> [UInt8] {
+    var m = [UInt8](repeating: 0, count: width * height)
+    for y in 0..<height { for x in (4 * k)..<(4 * k + 4) { m[y * width + x] = 255 } }
+    return m
+}
+
+/// Columns of row 10 of an RGB frame `width` wide that preview-mask tinted (input bytes all 100).
+func previewTintedColumns(_ f: OutputFrame, width: Int) -> [Int] {
+    (0..<width).filter { f.bytes[(10 * width + $0) * 3] != 100 }
+}
+
 enum GStreamerSetup {
     /// Loads the plugin built by `make build` (Plugin/lib) or by SwiftPM (.build/release, .build/debug), with a
     /// private registry so a stale system registry cannot hide the element. `OCDEDIT_PLUGIN_DIR`, when set, is the

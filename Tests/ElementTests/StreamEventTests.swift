@@ -141,11 +141,7 @@ final class StreamEventTests: XCTestCase {
         let video = PadFeeder(p.element, streamID: "video")
         let mask = PadFeeder(p.element, pad: "mask", streamID: "mask")
         // Mask k lights columns 4k…4k+3. Running times: masks 0 → 0 ms, 1 → 80 ms, 2 → 120 ms, 3 → 160 ms.
-        let stripe: @Sendable (Int) -> [UInt8] = { k in
-            var m = [UInt8](repeating: 0, count: w * h)
-            for y in 0..<h { for x in (4 * k)..<(4 * k + 4) { m[y * w + x] = 255 } }
-            return m
-        }
+        let stripe: @Sendable (Int) -> [UInt8] = { stripeMask($0, width: w, height: h) }
         let maskThread = Thread {
             mask.caps("video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1")
             mask.segment()
@@ -169,9 +165,9 @@ final class StreamEventTests: XCTestCase {
         XCTAssertEqual(frames.count, 6)
         let expectedMask = [0, 0, 1, 2, 3, 3]
         for (i, f) in frames.enumerated() {
-            let tinted = (0..<w).filter { f.bytes[(10 * w + $0) * 3] != 100 }
             let k = expectedMask[i]
-            XCTAssertEqual(tinted, Array((4 * k)..<(4 * k + 4)), "frame \(i) should use mask \(k)")
+            XCTAssertEqual(previewTintedColumns(f, width: w), Array((4 * k)..<(4 * k + 4)),
+                           "frame \(i) should use mask \(k)")
         }
     }
 
@@ -208,11 +204,7 @@ final class StreamEventTests: XCTestCase {
         let (p, _) = try fedPipeline("window-size=2 preview-mask=true")
         let video = PadFeeder(p.element, streamID: "video")
         let mask = PadFeeder(p.element, pad: "mask", streamID: "mask")
-        let stripe: @Sendable (Int) -> [UInt8] = { k in
-            var m = [UInt8](repeating: 0, count: w * h)
-            for y in 0..<h { for x in (4 * k)..<(4 * k + 4) { m[y * w + x] = 255 } }
-            return m
-        }
+        let stripe: @Sendable (Int) -> [UInt8] = { stripeMask($0, width: w, height: h) }
         let maskThread = Thread {
             mask.caps("video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1")
             mask.segment()
@@ -230,7 +222,7 @@ final class StreamEventTests: XCTestCase {
         let (frames, eos) = p.collect(timeout: 10)
         XCTAssertTrue(eos)
         XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0))
-        let tinted = frames.map { f in (0..<w).filter { f.bytes[(10 * w + $0) * 3] != 100 } }
+        let tinted = frames.map { previewTintedColumns($0, width: w) }
         XCTAssertEqual(tinted, [0, 0, 1, 1].map { Array((4 * $0)..<(4 * $0 + 4)) })
     }
 

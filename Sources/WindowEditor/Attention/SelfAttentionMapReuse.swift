@@ -81,7 +81,7 @@ struct SelfAttentionMapReuse {
         var out = groups
         let items = (0..<x.shape[0]).map { source.slice(first: $0 % frames, length: 1) }
         out.mapKeys = items
-        out.mapQueries = call.halves == 1 ? source.copy() : Ops.concat(items, dim: 0)
+        out.mapQueries = call.halves == 1 ? source : Ops.concat(items, dim: 0)
         return out
     }
 }
