@@ -39,6 +39,9 @@ let package = Package(
                        providers: [.apt(["libgstreamer1.0-dev", "libgstreamer-plugins-base1.0-dev"])]),
         // appsrc/appsink for the element tests.
         .systemLibrary(name: "CGstApp", pkgConfig: "gstreamer-app-1.0", providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),
+        // GstDiscoverer for `ocdedit edit` (does the input have audio?).
+        .systemLibrary(name: "CGstPbutils", pkgConfig: "gstreamer-pbutils-1.0",
+                       providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CGstShim", dependencies: ["CGStreamer"]),
         .target(name: "TensorKernels", dependencies: ["COpenBLAS"], swiftSettings: optimize),
@@ -49,9 +52,9 @@ let package = Package(
                 swiftSettings: optimize),
         .target(name: "GstOCDEdit", dependencies: ["WindowEditor", "CGStreamer", "CGstShim"],
                 swiftSettings: optimize),
-        // `ocdedit edit` builds and runs a GStreamer pipeline with the element (CGStreamer: the core library only).
+        // `ocdedit edit` builds and runs a GStreamer pipeline with the element (CGStreamer, and CGstPbutils to probe).
         .executableTarget(name: "OCDEditCLI", dependencies: [
-            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels", "CGStreamer",
+            "EvalKit", "WindowEditor", "StableDiffusion", "TensorKernels", "CGStreamer", "CGstPbutils",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),

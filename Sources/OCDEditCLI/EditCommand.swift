@@ -19,7 +19,8 @@ struct EditCommand: ParsableCommand {
         INPUT: a video file (anything the installed GStreamer plugins decode: WebM, Matroska, MP4/H.264 with \
         gstreamer1.0-libav, …), a folder of numbered PNG frames (0001.png, frame-0001.png, …) or a pattern \
         (frames/%04d.png). --mask takes the same kinds, in any colour format (converted to GRAY8: 0 = keep, \
-        255 = edit); PNG sequences play at --fps. Audio is not copied.
+        255 = edit); PNG sequences play at --fps. A video file's audio, when the installed plugins decode it, is \
+        re-encoded into the output (Opus in WebM and Matroska, MP3 in MP4) unless --no-audio; PNG output has none.
         OUTPUT: name.webm (VP8), name.mkv (VP8 in Matroska), name.mp4 (H.264 4:2:0, x264enc from \
         gstreamer1.0-plugins-ugly) or a PNG pattern (out/frame-%05d.png). The output is written under a hidden \
         temporary name in its folder and renamed when the pipeline has ended well; on an error or Ctrl-C it is \
@@ -46,6 +47,7 @@ struct EditCommand: ParsableCommand {
     @Option(help: "Diffusers-layout SD 1.x/2.x model folder (default: the repository's Models/shapes-sd).")
     var model: String?
     @Option(help: "Frame rate of PNG sequences (input and mask), N or N/D.") var fps = "25/1"
+    @Flag(help: "Leave the input's audio out of the output.") var noAudio = false
     @Option(name: .customLong("set"), help: "An element property as name=value (repeatable).")
     var sets: [String] = []
     @Argument(parsing: .allUnrecognized, help: "Element properties as --name value (listed below).")
@@ -81,12 +83,18 @@ struct EditCommand: ParsableCommand {
                 if case .png = s { needed += [("multifilesrc", "gstreamer1.0-plugins-good"),
                                               ("pngdec", "gstreamer1.0-plugins-good")] }
             }
+            let audioBranch = Self.audioBranch(source: source, sink: sink, wanted: !noAudio)
+            if audioBranch != nil {
+                needed += [sink.audioEncoder!, ("audioconvert", "gstreamer1.0-plugins-base"),
+                           ("audioresample", "gstreamer1.0-plugins-base")]
+            }
             try EditRunner.require(needed)
 
             let staged = try StagedOutput(output: output, sink: sink)
             var description = source.description(name: "in", format: "RGB", fps: rate)
                 + " ! ocdedit name=e ! " + sink.description(name: "out", startIndex: Self.startIndex(source))
             var locations = [("in", "location", source.location), ("out", "location", staged.sinkLocation)]
+            if let audioBranch { description += " " + audioBranch }
             if let maskSource {
                 description += " " + maskSource.description(name: "maskin", format: "GRAY8", fps: rate) + " ! e.mask"
                 locations.append(("maskin", "location", maskSource.location))
@@ -110,6 +118,29 @@ struct EditCommand: ParsableCommand {
             print("ocdedit: wrote \(output) (\(frames) frames, \(display.windowsDone) windows, "
                   + String(format: "%.1f s)", Date().timeIntervalSince(started)))
         }
+    }
+
+    /// The pipeline fragment that carries the input's audio into the output, or nil (said on stderr when the
+    /// input has audio that is left out).
+    static func audioBranch(source: EditSource, sink: EditSink, wanted: Bool) -> String? {
+        guard wanted, case let .file(path) = source else { return nil }
+        switch MediaProbe.audio(in: path) {
+        case .none:
+            return nil
+        case let .unusable(why):
+            warn("the input's audio is not copied: \(why)")
+            return nil
+        case let .decodable(codec):
+            guard let branch = sink.audioBranch(decoder: "in-dec") else {
+                warn("PNG frames carry no audio: the input's \(codec) is not written")
+                return nil
+            }
+            return branch
+        }
+    }
+
+    static func warn(_ text: String) {
+        FileHandle.standardError.write(Data("ocdedit: \(text)\n".utf8))
     }
 
     /// PNG output is numbered from the input's first frame number (0 for video input).

@@ -76,11 +76,12 @@ enum EditSource {
         return nil
     }
 
-    /// Raw video in `format` from a source element named `name` (its location set later).
+    /// Raw video in `format` from a source element named `name` (its location set later); a file's decodebin is
+    /// named `name`-dec, so its audio can be taken too (`audioBranch`).
     func description(name: String, format: String, fps: String) -> String {
         switch self {
         case .file:
-            return "filesrc name=\(name) ! decodebin ! videoconvert ! video/x-raw,format=\(format)"
+            return "filesrc name=\(name) ! decodebin name=\(name)-dec ! videoconvert ! video/x-raw,format=\(format)"
         case let .png(s):
             return "multifilesrc name=\(name) index=\(s.first) start-index=\(s.first) stop-index=\(s.last) "
                 + "caps=image/png,framerate=\(fps) ! pngdec ! videoconvert ! video/x-raw,format=\(format)"
@@ -126,16 +127,37 @@ enum EditSink: Equatable {
         }
     }
 
+    /// The encoder the input's audio is re-encoded with for this container (Opus in WebM and Matroska, MP3 in
+    /// MP4: both from Debian's base/good plugins, AAC's are not); nil for PNG frames, which carry no audio.
+    var audioEncoder: (element: String, package: String)? {
+        switch self {
+        case .webm, .mkv: return ("opusenc", "gstreamer1.0-plugins-base")
+        case .mp4: return ("lamemp3enc", "gstreamer1.0-plugins-good")
+        case .png: return nil
+        }
+    }
+
+    /// The audio of the decodebin named `decoder`, encoded into this sink's muxer (named `mux` by `description`).
+    /// The muxer takes audio only as far as edited video has come, a window or more behind; the queue before it
+    /// has no limit, so waiting audio (compressed, about 8 kB a second) never pushes back on the demuxer that also
+    /// feeds the video. (decodebin's multiqueue grows its audio side while the video side runs dry, so a bounded
+    /// queue did not stall either in a test of 64-frame windows at 5 fps: 12.8 s of audio ahead.)
+    func audioBranch(decoder: String) -> String? {
+        guard let encoder = audioEncoder?.element else { return nil }
+        return "\(decoder). ! audioconvert ! audioresample ! \(encoder) "
+            + "! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! mux."
+    }
+
     /// From raw video to a sink element named `name` (its location set later); `startIndex` numbers PNG frames.
     func description(name: String, startIndex: Int) -> String {
         // VP8 at constrained quality 10 (the bitrate only caps it); H.264 in 4:2:0 so every player decodes it.
         let vp8 = "videoconvert ! vp8enc deadline=1 end-usage=cq cq-level=10 target-bitrate=20000000"
         switch self {
-        case .webm: return "\(vp8) ! webmmux ! filesink name=\(name)"
-        case .mkv: return "\(vp8) ! matroskamux ! filesink name=\(name)"
+        case .webm: return "\(vp8) ! webmmux name=mux ! filesink name=\(name)"
+        case .mkv: return "\(vp8) ! matroskamux name=mux ! filesink name=\(name)"
         case .mp4:
             return "videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=medium "
-                + "! mp4mux ! filesink name=\(name)"
+                + "! mp4mux name=mux ! filesink name=\(name)"
         case .png: return "videoconvert ! pngenc ! multifilesink name=\(name) index=\(startIndex)"
         }
     }

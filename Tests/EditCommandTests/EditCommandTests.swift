@@ -73,6 +73,25 @@ final class EditCommandTests: XCTestCase {
         return (video, mask)
     }
 
+    /// A 3-second 64×48 clip at 25 fps with a 3-second 48 kHz sine in Vorbis, in WebM.
+    func makeClipWithAudio() throws -> String {
+        let path = dir.appendingPathComponent("with-audio.webm").path
+        try gstLaunch("videotestsrc num-buffers=75 ! video/x-raw,width=64,height=48,framerate=25/1 ! videoconvert "
+                      + "! vp8enc deadline=1 ! webmmux name=m ! filesink location=\(path) audiotestsrc "
+                      + "num-buffers=150 samplesperbuffer=960 ! audio/x-raw,rate=48000 ! audioconvert ! vorbisenc ! m.")
+        return path
+    }
+
+    /// The stream kinds gst-discoverer-1.0 lists in `path` ("video: VP8", "audio: Opus", …).
+    func streams(_ path: String) throws -> [String] {
+        try run(["/usr/bin/env", "gst-discoverer-1.0", path]).stdout.split(separator: "\n").compactMap { line in
+            let text = line.trimmingCharacters(in: .whitespaces)
+            guard let kind = ["video", "audio"].first(where: { text.hasPrefix($0 + " #") }),
+                  let colon = text.firstIndex(of: ":") else { return nil }
+            return "\(kind): " + text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+    }
+
     func editArguments(_ input: String, _ output: String, model: String = tinyModel) throws -> [String] {
         let binary = try XCTUnwrap(Self.binary, "ocdedit not built (swift build -c release)")
         return [binary, "edit", input, "-o", output, "--prompt", "a blue ball", "--model", model,
@@ -128,6 +147,32 @@ final class EditCommandTests: XCTestCase {
         XCTAssertEqual(try leftovers(folder, besides: []), ["out.mkv", "out.webm"])
     }
 
+    /// A file's audio is re-encoded into the output (Opus in WebM, MP3 in MP4) with the input's duration, also when
+    /// a window holds more than a second of video (the audio waits in an unbounded queue, nothing stalls);
+    /// --no-audio leaves it out; PNG output says it drops it.
+    func testAudioIsPassedThrough() throws {
+        let video = try makeClipWithAudio()
+        XCTAssertEqual(try streams(video), ["video: VP8", "audio: Vorbis"])
+        let inputDuration = try XCTUnwrap(try duration(video))
+        let cases: [(output: String, extra: [String], streams: [String])] = [
+            ("a.webm", ["--set", "window-size=64"], ["video: VP8", "audio: Opus"]),
+            ("a.mp4", [], ["video: H.264 (High Profile)", "audio: MPEG-1 Layer 3 (MP3)"]),
+            ("silent.mkv", ["--no-audio"], ["video: VP8"]),
+        ]
+        for c in cases {
+            let out = dir.appendingPathComponent(c.output).path
+            let r = try run(try editArguments(video, out) + c.extra)
+            XCTAssertEqual(r.status, 0, "\(c.output): \(r.stderr)")
+            XCTAssertEqual(try streams(out), c.streams, c.output)
+            // MP3 frames round the audio up to 1152 samples (and the encoder's delay): within 50 ms.
+            XCTAssertEqual(try XCTUnwrap(try duration(out)), inputDuration, accuracy: 0.05, c.output)
+        }
+        XCTAssertEqual(try decodedFrames(dir.appendingPathComponent("a.webm").path), 75)
+        let r = try run(try editArguments(video, dir.appendingPathComponent("png/f-%03d.png").path))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("PNG frames carry no audio: the input's Vorbis is not written"), r.stderr)
+    }
+
     /// Under a pseudo-terminal (`script`), one redrawn line: a bar reaching 100 %, frames, windows, s/window, ETA.
     func testProgressBarOnATerminal() throws {
         let (video, mask) = try makeClip()
@@ -167,33 +212,36 @@ final class EditCommandTests: XCTestCase {
         XCTAssertEqual(try leftovers(folder, besides: []), ["existing.webm"])
     }
 
+    /// An edit slow enough to act on in mid-stream (20 steps a window), started in the background and returned once
+    /// its second window is done (or it ended, or 120 s passed), with its stderr so far.
+    func startSlowEdit(_ input: String, _ output: String) throws -> (process: Process, log: () -> String) {
+        let err = dir.appendingPathComponent("stderr-\(UUID())")
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        let arguments = try editArguments(input, output) + ["--steps", "20", "--strength", "1"]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: arguments[0])
+        p.arguments = Array(arguments.dropFirst())
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: err)
+        try p.run()
+        let log = { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline && !log().contains("window 2/10 done") { usleep(10_000) }
+        return (p, log)
+    }
+
     /// Ctrl-C (SIGINT) in mid-stream, after windows were already encoded: exit status 130, and neither the output
     /// nor its temporary file is left, for a video file and for PNG frames.
     func testInterruptInMidStreamLeavesNoOutput() throws {
         let (video, _) = try makeClip()
         let folder = dir.appendingPathComponent("out")
         for output in ["clip.webm", "png/frame-%03d.png"] {
-            let err = dir.appendingPathComponent("interrupt-stderr")
-            FileManager.default.createFile(atPath: err.path, contents: nil)
-            let arguments = try editArguments(video, folder.appendingPathComponent(output).path)
-                + ["--steps", "20", "--strength", "1"]
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: arguments[0])
-            p.arguments = Array(arguments.dropFirst())
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = try FileHandle(forWritingTo: err)
-            try p.run()
-            let deadline = Date().addingTimeInterval(120)
-            var log = ""
-            while p.isRunning && Date() < deadline && !log.contains("window 2/10 done") {
-                usleep(10_000)
-                log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-            }
-            XCTAssertTrue(p.isRunning, "\(output): ended before it could be interrupted: \(log)")
-            kill(p.processIdentifier, SIGINT)
-            p.waitUntilExit()
-            log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-            XCTAssertEqual(p.terminationStatus, 130, log)
+            let edit = try startSlowEdit(video, folder.appendingPathComponent(output).path)
+            XCTAssertTrue(edit.process.isRunning, "\(output): ended before it could be interrupted: \(edit.log())")
+            kill(edit.process.processIdentifier, SIGINT)
+            edit.process.waitUntilExit()
+            let log = edit.log()
+            XCTAssertEqual(edit.process.terminationStatus, 130, log)
             XCTAssertTrue(log.contains("interrupted; no output written"), log)
         }
         XCTAssertEqual(try leftovers(folder, besides: ["png"]), [])
@@ -218,30 +266,15 @@ final class EditCommandTests: XCTestCase {
     func testWriteErrorInMidStreamLeavesNoOutput() throws {
         let (video, _) = try makeClip()
         let folder = dir.appendingPathComponent("out")
-        let err = dir.appendingPathComponent("write-stderr")
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        let arguments = try editArguments(video, folder.appendingPathComponent("frame-%03d.png").path)
-            + ["--steps", "20", "--strength", "1"]
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: arguments[0])
-        p.arguments = Array(arguments.dropFirst())
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = try FileHandle(forWritingTo: err)
-        try p.run()
-        let deadline = Date().addingTimeInterval(120)
-        var log = ""
-        while p.isRunning && Date() < deadline && !log.contains("window 2/10 done") {
-            usleep(10_000)
-            log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-        }
-        XCTAssertTrue(p.isRunning, "ended before the write error: \(log)")
+        let edit = try startSlowEdit(video, folder.appendingPathComponent("frame-%03d.png").path)
+        XCTAssertTrue(edit.process.isRunning, "ended before the write error: \(edit.log())")
         let staging = try leftovers(folder, besides: [])
         XCTAssertEqual(staging.count, 1, "one temporary folder: \(staging)")
         XCTAssertTrue(staging.first?.hasPrefix(".ocdedit-") ?? false, "\(staging)")
         for name in staging { try FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
-        p.waitUntilExit()
-        log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-        XCTAssertEqual(p.terminationStatus, 1, log)
+        edit.process.waitUntilExit()
+        let log = edit.log()
+        XCTAssertEqual(edit.process.terminationStatus, 1, log)
         XCTAssertTrue(log.contains("error: "), log)
         XCTAssertEqual(try leftovers(folder, besides: []), [])
     }
