@@ -20,6 +20,15 @@ func peakRSSBytes() -> Int {
     return 0
 }
 
+/// Starts a new peak for `peakRSSBytes` at the current resident size (Linux's clear_refs "5"), so one process can
+/// report the peak of each of several runs; false where the kernel does not allow it.
+@discardableResult
+func resetPeakRSS() -> Bool {
+    guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
+    defer { try? handle.close() }
+    return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+}
+
 func printJSON(_ fields: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -171,16 +180,23 @@ struct VAEBench: ParsableCommand {
 }
 
 /// One window through the editor with the SD 1.5 architecture (random weights in memory, the bundled model's real
-/// CLIP tokenizer and SD 1.x scheduler): baseline and/or OCD, wall-clock seconds and the UNet work each spent.
+/// CLIP tokenizer and SD 1.x scheduler): one mode, baseline against ocd, or the `reference` preset against the
+/// default settings, with the wall-clock seconds, UNet work and peak memory of each run.
 struct EditBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "edit",
                                                     abstract: "One window edit, SD 1.5 architecture, random weights.")
     @Option(help: "Frames in the window.") var frames = 8
     @Option(help: "Frame and processing size in pixels (square).") var size = 256
-    @Option(help: "DDIM steps of the schedule.") var steps = 20
+    @Option(help: "DDIM steps of the schedule (not of the reference preset's run).") var steps = EditorSettings().steps
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
-    @Option(help: "compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, blended, tokenflow.")
+    @Option(help: ArgumentHelp("compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, "
+            + "blended, tokenflow. With --compare reference: the mode of the run measured against the reference "
+            + "(default ocd)."))
     var mode = "compare"
+    @Option(help: ArgumentHelp("reference: run the reference preset (EditorPreset.swift: FateZero's "
+            + "configuration, 50 + 50 steps at guidance 7.5, whole frame) first and report the speed-up of the "
+            + "settings here against it."))
+    var compare: String?
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
     @Option(help: "OCD blend step (fraction of the edit on the foreground crop).")
     var blendStep = EditorSettings().blendStep
@@ -190,23 +206,52 @@ struct EditBench: ParsableCommand {
     @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.")
     var crossFrame = EditorSettings().crossFrame.rawValue
 
-    func run() throws {
-        guard mode == "compare" || EditMode(rawValue: mode) != nil else {
-            throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
-        }
+    /// One measured edit: a label and its settings.
+    struct Run {
+        var label: String
+        var settings: EditorSettings
+    }
+
+    struct Measured {
+        var seconds: Double
+        var report: SamplingReport
+        var peakRSS: Int
+    }
+
+    /// The runs this invocation measures, in order; the last is the one the JSON's `seconds` and `mode` describe.
+    func runs() throws -> [Run] {
         guard let cross = CrossFrameAttention(rawValue: crossFrame) else {
             throw ValidationError("unknown --cross-frame \(crossFrame)")
         }
-        let folder = URL(fileURLWithPath: model)
-        var pipeline: StableDiffusionPipeline!
-        let build = try seconds {
-            pipeline = StableDiffusionPipeline(
-                folder: folder, tokenizer: try CLIPTokenizer(folder: folder.appendingPathComponent("tokenizer")),
-                textEncoder: try CLIPTextModel(config: CLIPTextConfig(), weights: RandomWeights(seed: 5)),
-                unet: try sd15UNet(), vae: try sd15VAE(),
-                scheduler: try DDIMScheduler(folder: folder.appendingPathComponent("scheduler")))
+        func settings(_ mode: EditMode) -> EditorSettings {
+            var s = EditorSettings()
+            s.steps = steps
+            s.mode = mode
+            s.blendStep = blendStep
+            s.tomeRatio = tomeRatio
+            s.contextMargin = contextMargin
+            s.backgroundSteps = backgroundSteps
+            s.crossFrame = cross
+            return s
         }
-        // Frames: a smooth pattern; mask: a centred disc of the asked coverage.
+        if let compare {
+            guard let preset = EditorPreset(rawValue: compare), preset != .default else {
+                throw ValidationError("--compare \(compare): only reference")
+            }
+            let measured = mode == "compare" ? EditMode.ocd : EditMode(rawValue: mode)
+            guard let measured else { throw ValidationError("unknown --mode \(mode)") }
+            return [Run(label: compare, settings: preset.settings), Run(label: measured.rawValue,
+                                                                       settings: settings(measured))]
+        }
+        if mode == "compare" { return [.baseline, .ocd].map { Run(label: $0.rawValue, settings: settings($0)) } }
+        guard let one = EditMode(rawValue: mode) else {
+            throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
+        }
+        return [Run(label: mode, settings: settings(one))]
+    }
+
+    /// The window: a smooth moving pattern, and a centred disc of the asked coverage as its mask.
+    func window() -> (frames: [Frame], masks: [Mask]) {
         let radius = (coverage * Double(size * size) / Double.pi).squareRoot()
         var window: [Frame] = [], masks: [Mask] = []
         for f in 0..<frames {
@@ -221,52 +266,67 @@ struct EditBench: ParsableCommand {
             window.append(Frame(format: .rgb, width: size, height: size, planes: [rgb]))
             masks.append(Mask(width: size, height: size, pixels: m))
         }
+        return (window, masks)
+    }
+
+    func run() throws {
+        let runs = try runs()
+        let folder = URL(fileURLWithPath: model)
+        var pipeline: StableDiffusionPipeline!
+        let build = try seconds {
+            pipeline = StableDiffusionPipeline(
+                folder: folder, tokenizer: try CLIPTokenizer(folder: folder.appendingPathComponent("tokenizer")),
+                textEncoder: try CLIPTextModel(config: CLIPTextConfig(), weights: RandomWeights(seed: 5)),
+                unet: try sd15UNet(), vae: try sd15VAE(),
+                scheduler: try DDIMScheduler(folder: folder.appendingPathComponent("scheduler")))
+        }
+        let (window, masks) = window()
         let actualCoverage = masks[0].coverage(threshold: 128)
-        var results: [String: (seconds: Double, report: SamplingReport)] = [:]
-        for m in (mode == "compare" ? ["baseline", "ocd"] : [mode]) {
-            var s = EditorSettings()
+        var results: [String: Measured] = [:]
+        for run in runs {
+            var s = run.settings
             s.modelPath = model
             s.prompt = "a red sports car"
             s.sourcePrompt = "a car"
-            s.steps = steps
             s.processingSize = size
-            s.mode = EditMode(rawValue: m)!
-            s.blendStep = blendStep
-            s.tomeRatio = tomeRatio
-            s.contextMargin = contextMargin
-            s.backgroundSteps = backgroundSteps
-            s.crossFrame = cross
             let editor = try DiffusionWindowEditor(pipeline: pipeline, settings: s)
             Profiler.reset()
+            let peakPerRun = resetPeakRSS()
             _ = try editor.edit(frames: window, masks: masks, isCancelled: { false })
-            if Profiler.enabled { print("\(m): time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
+            if Profiler.enabled { print("\(run.label): time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
             let r = editor.lastReport
-            results[m] = (r.seconds, r.sampling)
-            print(String(format: "%@: %.1f s for %d frames at %d px, %d steps (%d UNet calls, %d token-steps, "
-                             + "%.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps)",
-                         m, r.seconds, frames, size, steps, r.sampling.unetCalls, r.sampling.unetTokenSteps,
-                         Double(r.sampling.attentionPairs), 100 * r.sampling.cropFraction,
-                         r.sampling.foregroundSteps, r.sampling.jointSteps))
+            let m = Measured(seconds: r.seconds, report: r.sampling, peakRSS: peakPerRun ? peakRSSBytes() : 0)
+            results[run.label] = m
+            print(String(format: "%@: %.1f s for %d frames at %d px, %d steps at strength %.2f (%d UNet calls, "
+                             + "%d token-steps, %.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps), "
+                             + "peak RSS %.2f GiB",
+                         run.label, r.seconds, frames, size, s.steps, s.strength, r.sampling.unetCalls,
+                         r.sampling.unetTokenSteps, Double(r.sampling.attentionPairs),
+                         100 * r.sampling.cropFraction, r.sampling.foregroundSteps, r.sampling.jointSteps,
+                         Double(m.peakRSS) / Double(1 << 30)))
         }
-        var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": steps,
-                                   "mask_coverage": actualCoverage,
-                                   "build_seconds": build, "peak_rss_bytes": peakRSSBytes()]
-        let mainMode = mode == "compare" ? "ocd" : mode
-        let main = results[mainMode]!
-        json["mode"] = mainMode
-        json["seconds"] = main.seconds
-        json["unet_token_steps"] = main.report.unetTokenSteps
-        json["attention_pairs"] = main.report.attentionPairs
-        if let b = results["baseline"], let o = results["ocd"] {
-            json["baseline_seconds"] = b.seconds
-            json["baseline_unet_token_steps"] = b.report.unetTokenSteps
-            json["speedup"] = b.seconds / o.seconds
-            json["token_step_ratio"] = Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps)
-            print(String(format: "OCD speed-up: %.2f× in seconds, %.2f× in UNet token-steps (mask %.0f%% of the frame)",
-                         b.seconds / o.seconds, Double(b.report.unetTokenSteps) / Double(o.report.unetTokenSteps),
+        let main = runs.last!
+        let measured = results[main.label]!
+        var json: [String: Any] = ["bench": "edit", "frames": frames, "size": size, "steps": main.settings.steps,
+                                   "mask_coverage": actualCoverage, "build_seconds": build,
+                                   "mode": main.settings.mode.rawValue, "seconds": measured.seconds,
+                                   "unet_token_steps": measured.report.unetTokenSteps,
+                                   "attention_pairs": measured.report.attentionPairs,
+                                   // The process's peak when per-run peaks are unavailable.
+                                   "peak_rss_bytes": measured.peakRSS > 0 ? measured.peakRSS : peakRSSBytes()]
+        func against(_ label: String, prefix: String) {
+            guard let other = results[label], label != main.label else { return }
+            json["\(prefix)_seconds"] = other.seconds
+            json["\(prefix)_unet_token_steps"] = other.report.unetTokenSteps
+            json["\(prefix)_peak_rss_bytes"] = other.peakRSS
+            json["speedup"] = other.seconds / measured.seconds
+            json["token_step_ratio"] = Double(other.report.unetTokenSteps) / Double(measured.report.unetTokenSteps)
+            print(String(format: "speed-up of %@ against %@: %.2f× in seconds, %.2f× in UNet token-steps "
+                             + "(mask %.0f%% of the frame)", main.label, label, other.seconds / measured.seconds,
+                         Double(other.report.unetTokenSteps) / Double(measured.report.unetTokenSteps),
                          100 * actualCoverage))
         }
+        if let compare { against(compare, prefix: "reference") } else { against("baseline", prefix: "baseline") }
         printJSON(json)
     }
 }
-

@@ -54,8 +54,13 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Diffusers pipeline folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/).") var model: String
     @Option(help: "Folder of clip folders, or one clip folder (with clip.json).") var clips: String
-    @Option(help: "Editing method: ocd, baseline, blended, tokenflow (reatco: the editor refuses it).")
-    var mode = EditorSettings().mode.rawValue
+    @Option(help: ArgumentHelp("Settings to start from, before --mode and the editor settings: "
+            + "\(EditorPreset.names) (EditorPreset.swift; reference: FateZero's configuration, 50 + 50 steps at "
+            + "guidance 7.5)."))
+    var preset = EditorPreset.default.rawValue
+    @Option(help: ArgumentHelp("Editing method: ocd, baseline, blended, tokenflow (reatco: the editor refuses "
+            + "it). Default: the preset's (ocd; baseline in reference)."))
+    var mode: String?
     @Option(help: "Frames per editor window (the element's window-size, \(windowSizeRange)).")
     var windowSize = WindowSizeSetting.defaultValue
     @Option(help: "Evaluate only the first N clips.") var limit: Int?
@@ -69,14 +74,19 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let editMode = EditMode(rawValue: mode) else {
-                throw EvalError("unknown --mode '\(mode)'; valid: "
-                                + EditMode.allCases.map(\.rawValue).joined(separator: ", "))
+            guard let start = EditorPreset(rawValue: preset) else {
+                throw EvalError("unknown --preset '\(preset)'; valid: \(EditorPreset.names)")
             }
-            var s = EditorSettings()
+            var s = start.settings
+            if let mode {
+                guard let editMode = EditMode(rawValue: mode) else {
+                    throw EvalError("unknown --mode '\(mode)'; valid: "
+                                    + EditMode.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                s.mode = editMode
+            }
             let given = try SettingArguments.apply(settings, to: &s, allowed: Self.settingNames)
             s.modelPath = model
-            s.mode = editMode
             var config = EvalConfiguration(settings: s)
             config.windowSize = windowSize
             config.nullEdit = nullEdit
@@ -99,14 +109,14 @@ struct EvalCommand: ParsableCommand {
             }
             let runner = try EvalRunner(pipeline: pipeline, configuration: config)
             let p = config.settings
-            print("eval: \(folders.count) clip(s), mode \(config.modeName), window \(windowSize), "
+            print("eval: \(folders.count) clip(s), preset \(preset), mode \(config.modeName), window \(windowSize), "
                   + "processing \(p.processingSize) px, \(p.steps) steps, strength \(p.strength), "
                   + "guidance \(p.guidanceScale), seed \(p.seed)" + (nullEdit ? ", null edit" : ""))
-            print(Self.row("clip", "frames", "edit-acc", "warp-err", "psnr-dB", "seconds"))
+            print(Self.row("clip", "frames", "edit-acc", "warp-err", "bnd-warp", "psnr-dB", "seconds"))
             func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "-" }
             func line(_ name: String, _ t: EvalTally) -> String {
-                Self.row(name, "\(t.frames)", f(t.editAccuracy, "%.3f"), f(t.warpError, "%.3f"), f(t.psnr, "%.2f"),
-                         String(format: "%.1f", t.seconds))
+                Self.row(name, "\(t.frames)", f(t.editAccuracy, "%.3f"), f(t.warpError, "%.3f"),
+                         f(t.boundaryWarpError, "%.3f"), f(t.psnr, "%.2f"), String(format: "%.1f", t.seconds))
             }
             let summary = try runner.run(folders) { clip, t in
                 print(line(clip.name, t))

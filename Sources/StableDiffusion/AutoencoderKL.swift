@@ -153,7 +153,22 @@ public final class AutoencoderKL {
     }
 
     /// x [B, 3, H, W] in [−1, 1] (H, W multiples of `downscale`) → latent mean [B, 4, H/8, W/8] (unscaled).
-    public func encode(_ x: Tensor) -> Tensor {
+    public func encode(_ x: Tensor) -> Tensor { Self.oneImageAtATime(x, encodeBatch) }
+
+    /// z [B, 4, h, w] (unscaled) → image [B, 3, 8h, 8w] in about [−1, 1].
+    public func decode(_ z: Tensor) -> Tensor { Self.oneImageAtATime(z, decodeBatch) }
+
+    /// `body` over each batch item alone, the results concatenated: the same numbers as one batch (every layer works
+    /// per item), with a batch item's activations at a time. At 512 px one 128-channel feature map of one image is
+    /// 134 MB, and a window of 10 frames in one batch held several GB of them at once; the convolutions fill the
+    /// cores within one image at these sizes.
+    static func oneImageAtATime(_ x: Tensor, _ body: (Tensor) -> Tensor) -> Tensor {
+        let n = x.shape[0]
+        guard n > 1 else { return body(x) }
+        return Ops.concat((0..<n).map { body(x.slice(first: $0, length: 1)) }, dim: 0)
+    }
+
+    func encodeBatch(_ x: Tensor) -> Tensor {
         var h = encConvIn(x)
         for block in encDown {
             for r in block.resnets { h = r(h, tembSiLU: nil) }
@@ -164,8 +179,7 @@ public final class AutoencoderKL {
         return Ops.split(h, dim: 1, sizes: [config.latentChannels, config.latentChannels])[0]
     }
 
-    /// z [B, 4, h, w] (unscaled) → image [B, 3, 8h, 8w] in about [−1, 1].
-    public func decode(_ z: Tensor) -> Tensor {
+    func decodeBatch(_ z: Tensor) -> Tensor {
         var h = decConvIn(postQuantConv(z))
         h = decMid(h)
         for block in decUp {
