@@ -33,26 +33,36 @@ public final class WinogradWeight: @unchecked Sendable {
 }
 
 extension Ops {
-    /// Transform buffers per chunk of tiles stay under this many floats each (16 × C × tiles).
-    static let winogradChunkFloats = 8 << 20
+    /// Transform buffers per chunk of tiles stay under this many floats each (16 × C × tiles), unless one tile row
+    /// is more.
+    public static let winogradChunkFloats = 8 << 20
 
     /// y = conv2d(x, weight, bias, stride 1, padding 1) with the weight given in the Winograd domain.
-    public static func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor?) -> Tensor {
+    public static func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor?,
+                                      chunkFloats: Int = winogradChunkFloats) -> Tensor {
         return Profiler.measure("conv3x3 winograd") {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         precondition(c == weight.inChannels, "conv2dWinograd: input \(x.shape) against \(weight.inChannels) channels")
         let o = weight.outChannels
         let out = Tensor(uninitializedShape: [n, o, h, w])
-        let th = (h + 1) / 2, tw = (w + 1) / 2, perImage = th * tw
-        let imagesPerChunk = max(1, winogradChunkFloats / (16 * max(c, o) * perImage))
-        var first = 0
+        let th = (h + 1) / 2, tw = (w + 1) / 2
+        // A chunk is whole images, or when one image's buffers would pass the bound, a band of its tile rows (one
+        // 512² VAE image with 256 channels: 1 GB per buffer whole, 32 MB in bands of 8 tile rows). Every tile's
+        // output depends on its own input patch only: the same numbers in any chunking.
+        let floatsPerTileRow = 16 * max(c, o) * tw
+        let bandRows = th * floatsPerTileRow > chunkFloats ? max(1, chunkFloats / floatsPerTileRow) : th
+        let imagesPerChunk = bandRows < th ? 1 : max(1, chunkFloats / (floatsPerTileRow * th))
+        var first = 0, firstRow = 0
         while first < n {
             let images = min(imagesPerChunk, n - first)
+            let rows = firstRow..<min(th, firstRow + bandRows)
+            let perImage = rows.count * tw
             let p = images * perImage
             let v = Tensor(uninitializedShape: [16, c, p])
             Parallel.forEach(images * c) { task in
                 winogradInputTransform(x.data + ((first + task / c) * c + task % c) * h * w, h: h, w: w,
-                                       v.data + (task % c) * p + (task / c) * perImage, planeStride: c * p)
+                                       v.data + (task % c) * p + (task / c) * perImage, planeStride: c * p,
+                                       tileRows: rows)
             }
             // 16 GEMMs M[ξ] = U[ξ] [O, C] × V[ξ] [C, P], side by side (each single-threaded, whole, on one core):
             // measured faster than one after another each split over the cores (512 px forward: Winograd 1.7 s
@@ -66,27 +76,33 @@ extension Ops {
             Parallel.forEach(images * o) { task in
                 winogradOutputTransform(m.data + (task % o) * p + (task / o) * perImage, planeStride: o * p,
                                         out.data + ((first + task / o) * o + task % o) * h * w, h: h, w: w,
-                                        bias: bias?.data[task % o] ?? 0)
+                                        bias: bias?.data[task % o] ?? 0, tileRows: rows)
             }
-            first += images
+            if rows.upperBound < th {
+                firstRow = rows.upperBound
+            } else {
+                first += images
+                firstRow = 0
+            }
         }
         return out
         }
     }
 
-    /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside), written to v[ξ·planeStride +
-    /// tile], tiles in raster order. Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the
+    /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside) in the tile rows `tileRows`
+    /// (nil: all), written to v[ξ·planeStride + tile], tiles in raster order from the band's first. Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the
     /// whole width first; the column step, after splitting each combined row into even and odd columns, runs 8
     /// tiles at a time.
     static func winogradInputTransform(_ src: UnsafePointer<Float>, h: Int, w: Int, _ v: UnsafeMutablePointer<Float>,
-                                       planeStride: Int) {
+                                       planeStride: Int, tileRows: Range<Int>? = nil) {
         let th = (h + 1) / 2, tw = (w + 1) / 2
+        let band = tileRows ?? 0..<th
         let half = tw + 1 // even / odd columns of the padded row (x = -1 ... 2·tw)
         // 8 rows E_0…E_3, O_0…O_3 of `half` floats, + 8 so a partial last group of tiles can load 8 lanes.
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * half + 8)
         defer { scratch.deallocate() }
         (scratch + 8 * half).initialize(repeating: 0, count: 8)
-        for ty in 0..<th {
+        for ty in band {
             let y0 = 2 * ty - 1
             func row(_ i: Int) -> UnsafePointer<Float>? { let y = y0 + i; return y >= 0 && y < h ? src + y * w : nil }
             let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3))
@@ -102,7 +118,7 @@ extension Ops {
                 scratch[base + 2 * half] = d2 - d1
                 scratch[base + 3 * half] = d1 - d3
             }
-            let rowOut = v + ty * tw
+            let rowOut = v + (ty - band.lowerBound) * tw
             for i in 0..<4 {
                 let e = UnsafeRawPointer(scratch + i * half), od = UnsafeRawPointer(scratch + (4 + i) * half)
                 var tx = 0
@@ -129,14 +145,15 @@ extension Ops {
         for l in 0..<lanes { p[l] = v[l] }
     }
 
-    /// Y = Aᵀ·M·A + bias for every tile of one output channel, M read from m[ξ·planeStride + tile];
-    /// Aᵀ = [[1,1,1,0],[0,1,-1,-1]]; edge tiles are cropped to the plane. 8 tiles at a time.
+    /// Y = Aᵀ·M·A + bias for every tile of one output channel in the tile rows `tileRows` (nil: all), M read from
+    /// m[ξ·planeStride + tile] (tiles from the band's first); Aᵀ = [[1,1,1,0],[0,1,-1,-1]]; edge tiles are cropped
+    /// to the plane. 8 tiles at a time.
     static func winogradOutputTransform(_ m: UnsafePointer<Float>, planeStride: Int, _ dst: UnsafeMutablePointer<Float>,
-                                        h: Int, w: Int, bias: Float) {
+                                        h: Int, w: Int, bias: Float, tileRows: Range<Int>? = nil) {
         let th = (h + 1) / 2, tw = (w + 1) / 2
         let b = SIMD8<Float>(repeating: bias)
-        for ty in 0..<th {
-            let q = m + ty * tw
+        for ty in tileRows ?? 0..<th {
+            let q = m + (ty - (tileRows?.lowerBound ?? 0)) * tw
             let y0 = 2 * ty
             var tx = 0
             while tx < tw {

@@ -91,4 +91,28 @@ final class EditorSettingsNamesTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("multiple of 64"))
         }
     }
+
+    /// The presets: `default` is the element's defaults; `reference` is FateZero's configuration as documented,
+    /// every setting within its property's range, and differs from the defaults in those settings only.
+    func testPresets() throws {
+        XCTAssertEqual(EditorPreset.default.settings, defaults)
+        let r = EditorPreset.reference.settings
+        XCTAssertEqual(r.mode, .baseline)
+        XCTAssertEqual(r.steps, 50)
+        XCTAssertEqual(r.strength, 1)
+        XCTAssertEqual(r.guidanceScale, 7.5)
+        XCTAssertFalse(r.negativeFromSource)
+        XCTAssertEqual(r.unconditionalPrompt, "")
+        XCTAssertEqual(r.crossFrame, .firstPrevious)
+        XCTAssertFalse(r.preserveBackground)
+        XCTAssertEqual(r.attentionReuse, 0)
+        var changed: Set<String> = []
+        for f in EditorSettings.fields {
+            var s = defaults
+            try f.set(&s, from: f.value(in: r))   // in range: the table's parser accepts it
+            if f.value(in: r) != f.value(in: defaults) { changed.insert(f.name) }
+        }
+        XCTAssertEqual(changed, ["mode", "steps", "strength", "guidance-scale", "negative-from-source",
+                                 "preserve-background"])
+    }
 }
