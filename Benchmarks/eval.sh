@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
-# default modes without cross-frame attention, with the empty negative prompt, with diffusers' guidance scale 7.5
-# and with attention-reuse, as one Markdown table (the README's quality table).
+# previous defaults (20 steps, guidance 2), the reference preset (FateZero's configuration: 50 + 50 steps, guidance
+# 7.5, whole frame), the default modes without cross-frame attention, with the empty negative prompt and with
+# attention-reuse, as one Markdown table (the README's quality table).
 #   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
 # MODEL and CLIPS override the model folder and the clips folder (e.g. clips of a fresh seed:
 #   python3 Models/shapes-sd/train/world.py --seed 99 --clips 6 --out /tmp/clips99 && CLIPS=/tmp/clips99 make eval).
@@ -15,11 +16,13 @@ runs=(
   "baseline|--mode baseline"
   "blended (no mask given)|--mode blended"
   "tokenflow|--mode tokenflow"
+  "ocd, steps=20 guidance-scale=2 (the previous defaults)|--mode ocd --steps 20 --guidance-scale 2"
+  "baseline, steps=20 guidance-scale=2|--mode baseline --steps 20 --guidance-scale 2"
+  "reference preset (FateZero's configuration)|--preset reference"
   "ocd, cross-frame=none|--mode ocd --cross-frame none"
   "baseline, cross-frame=none|--mode baseline --cross-frame none"
   "ocd, empty negative prompt|--mode ocd --negative-from-source false"
   "baseline, empty negative prompt|--mode baseline --negative-from-source false"
-  "baseline, guidance-scale=7.5|--mode baseline --guidance-scale 7.5"
   "baseline, attention-reuse=1|--mode baseline --attention-reuse 1"
 )
 rows=()

@@ -90,9 +90,9 @@ extension Ops {
     }
 
     /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside) in the tile rows `tileRows`
-    /// (nil: all), written to v[ξ·planeStride + tile], tiles in raster order from the band's first. Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the
-    /// whole width first; the column step, after splitting each combined row into even and odd columns, runs 8
-    /// tiles at a time.
+    /// (nil: all), written to v[ξ·planeStride + tile], tiles in raster order from the band's first.
+    /// Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the whole width first; the column
+    /// step, after splitting each combined row into even and odd columns, runs 8 tiles at a time.
     static func winogradInputTransform(_ src: UnsafePointer<Float>, h: Int, w: Int, _ v: UnsafeMutablePointer<Float>,
                                        planeStride: Int, tileRows: Range<Int>? = nil) {
         let th = (h + 1) / 2, tw = (w + 1) / 2

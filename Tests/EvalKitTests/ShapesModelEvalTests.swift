@@ -87,11 +87,11 @@ final class ShapesModelEvalTests: XCTestCase {
     }
 
     /// The committed clips the bundled model edits (clip-0002: pink → purple circle; clip-0004: cyan → pink circle
-    /// beside a purple one), at the element's defaults (guidance 2 with the source prompt as the negative prompt):
-    /// baseline recolours every frame (1.0 when measured), ocd most (0.75), and diffusers' guidance 7.5 overshoots
-    /// the target colour on the fresh-seed clips (README, "Edit quality, measured"). A regression guard for edits
-    /// that work; the shapes-world issue's 0.8 on the first two clips is not met yet (they fail in every setting
-    /// measured).
+    /// beside a purple one), at the element's defaults (10 steps, guidance 2.5 with the source prompt as the negative
+    /// prompt): baseline recolours every frame (1.0 when measured), ocd most (0.94), and diffusers' guidance 7.5
+    /// overshoots the target colour on the fresh-seed clips (README, "Edit quality, measured"). A regression guard
+    /// for edits that work; the shapes-world issue's 0.8 on the first two clips is not met yet (they fail in every
+    /// setting measured).
     func testEditsTheClipsTheModelCanEdit() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ocdedit-eval-\(getpid())")
         try? FileManager.default.removeItem(at: folder)
