@@ -21,7 +21,9 @@ func peakRSSBytes() -> Int {
 }
 
 /// Starts a new peak for `peakRSSBytes` at the current resident size (Linux's clear_refs "5"), so one process can
-/// report the peak of each of several runs; false where the kernel does not allow it.
+/// report the peak of each of several runs; false where the kernel does not allow it. A later run's peak cannot fall
+/// below what earlier runs left resident (the heap keeps freed blocks, Tensor.swift): for independent peaks, one
+/// run per process.
 @discardableResult
 func resetPeakRSS() -> Bool {
     guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
@@ -318,7 +320,7 @@ struct EditBench: ParsableCommand {
             guard let other = results[label], label != main.label else { return }
             json["\(prefix)_seconds"] = other.seconds
             json["\(prefix)_unet_token_steps"] = other.report.unetTokenSteps
-            json["\(prefix)_peak_rss_bytes"] = other.peakRSS
+            if other.peakRSS > 0 { json["\(prefix)_peak_rss_bytes"] = other.peakRSS }
             json["speedup"] = other.seconds / measured.seconds
             json["token_step_ratio"] = Double(other.report.unetTokenSteps) / Double(measured.report.unetTokenSteps)
             print(String(format: "speed-up of %@ against %@: %.2f× in seconds, %.2f× in UNet token-steps "

@@ -41,7 +41,8 @@ struct BasicTransformerBlock {
     }
 
     /// Tokens per feed-forward chunk. The GEGLU's input is 8 channels and its output 4 per channel of the block, per
-    /// token: SD 1.5 at 512 px with 16 batch items held 1 GB of them at once, a chunk of 8192 tokens holds 126 MB.
+    /// token: SD 1.5 at 512 px with 16 batch items held 1 GB of them at once, a chunk of 8192 tokens holds 126 MB
+    /// (a chunk is at least one whole item: beyond 8192 tokens an item, e.g. 1024 px, is a chunk alone).
     static let feedForwardChunkTokens = 8192
 
     /// x += ff(norm3(x)), a chunk of whole batch items at a time (every op in it works per token: the same numbers).
