@@ -1,4 +1,5 @@
 import ArgumentParser
+import EvalKit
 import Foundation
 import StableDiffusion
 import TensorKernels
@@ -189,7 +190,6 @@ struct EditBench: ParsableCommand {
                                                     abstract: "One window edit, SD 1.5 architecture, random weights.")
     @Option(help: "Frames in the window.") var frames = 8
     @Option(help: "Frame and processing size in pixels (square).") var size = 256
-    @Option(help: "DDIM steps of the schedule (not of the reference preset's run).") var steps = EditorSettings().steps
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
     @Option(help: ArgumentHelp("compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, "
             + "blended, tokenflow. With --compare reference: the mode of the run measured against the reference "
@@ -200,13 +200,13 @@ struct EditBench: ParsableCommand {
             + "settings here against it."))
     var compare: String?
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
-    @Option(help: "OCD blend step (fraction of the edit on the foreground crop).")
-    var blendStep = EditorSettings().blendStep
-    @Option(help: "OCD token merging ratio.") var tomeRatio = EditorSettings().tomeRatio
-    @Option(help: "OCD context margin (latent pixels).") var contextMargin = EditorSettings().contextMargin
-    @Option(help: "OCD background steps (0 = one per step).") var backgroundSteps = EditorSettings().backgroundSteps
-    @Option(help: "Cross-frame attention: none, first-previous, first-previous-middle, all.")
-    var crossFrame = EditorSettings().crossFrame.rawValue
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Editor settings of the measured runs (not the "
+            + "reference's) as --name value: the element's property names, e.g. --steps 8 --tome-ratio 0.75."))
+    var settings: [String] = []
+
+    /// Editor settings the command line may set: the prompts, model, mode and size are the bench's own.
+    static let settingNames = EditorSettings.fields.map(\.name)
+        .filter { !["model", "prompt", "source-prompt", "mode", "preview-mask", "processing-size"].contains($0) }
 
     /// One measured edit: a label and its settings.
     struct Run {
@@ -222,34 +222,28 @@ struct EditBench: ParsableCommand {
 
     /// The runs this invocation measures, in order; the last is the one the JSON's `seconds` and `mode` describe.
     func runs() throws -> [Run] {
-        guard let cross = CrossFrameAttention(rawValue: crossFrame) else {
-            throw ValidationError("unknown --cross-frame \(crossFrame)")
-        }
-        func settings(_ mode: EditMode) -> EditorSettings {
-            var s = EditorSettings()
-            s.steps = steps
+        var given = EditorSettings()
+        try SettingArguments.apply(settings, to: &given, allowed: Self.settingNames)
+        func withMode(_ mode: EditMode) -> EditorSettings {
+            var s = given
             s.mode = mode
-            s.blendStep = blendStep
-            s.tomeRatio = tomeRatio
-            s.contextMargin = contextMargin
-            s.backgroundSteps = backgroundSteps
-            s.crossFrame = cross
             return s
         }
         if let compare {
             guard let preset = EditorPreset(rawValue: compare), preset != .default else {
                 throw ValidationError("--compare \(compare): only reference")
             }
-            let measured = mode == "compare" ? EditMode.ocd : EditMode(rawValue: mode)
-            guard let measured else { throw ValidationError("unknown --mode \(mode)") }
-            return [Run(label: compare, settings: preset.settings), Run(label: measured.rawValue,
-                                                                       settings: settings(measured))]
+            guard let measured = mode == "compare" ? EditMode.ocd : EditMode(rawValue: mode) else {
+                throw ValidationError("unknown --mode \(mode)")
+            }
+            return [Run(label: compare, settings: preset.settings),
+                    Run(label: measured.rawValue, settings: withMode(measured))]
         }
-        if mode == "compare" { return [.baseline, .ocd].map { Run(label: $0.rawValue, settings: settings($0)) } }
+        if mode == "compare" { return [.baseline, .ocd].map { Run(label: $0.rawValue, settings: withMode($0)) } }
         guard let one = EditMode(rawValue: mode) else {
             throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
         }
-        return [Run(label: mode, settings: settings(one))]
+        return [Run(label: mode, settings: withMode(one))]
     }
 
     /// The window: a smooth moving pattern, and a centred disc of the asked coverage as its mask.

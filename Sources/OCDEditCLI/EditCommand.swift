@@ -128,19 +128,15 @@ struct EditCommand: ParsableCommand {
         case .none:
             return nil
         case let .unusable(why):
-            warn("the input's audio is not copied: \(why)")
+            warn(["the input's audio is not copied: \(why)"])
             return nil
         case let .decodable(codec):
             guard let branch = sink.audioBranch(decoder: "in-dec") else {
-                warn("PNG frames carry no audio: the input's \(codec) is not written")
+                warn(["PNG frames carry no audio: the input's \(codec) is not written"])
                 return nil
             }
             return branch
         }
-    }
-
-    static func warn(_ text: String) {
-        FileHandle.standardError.write(Data("ocdedit: \(text)\n".utf8))
     }
 
     /// PNG output is numbered from the input's first frame number (0 for video input).

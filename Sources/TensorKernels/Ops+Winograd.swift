@@ -48,7 +48,8 @@ extension Ops {
         let th = (h + 1) / 2, tw = (w + 1) / 2
         // A chunk is whole images, or when one image's buffers would pass the bound, a band of its tile rows (one
         // 512² VAE image with 256 channels: 1 GB per buffer whole, 32 MB in bands of 8 tile rows). Every tile's
-        // output depends on its own input patch only: the same numbers in any chunking.
+        // output depends on its own input patch only: the same sums in any chunking, up to the GEMM's rounding at
+        // another width.
         let floatsPerTileRow = 16 * max(c, o) * tw
         let bandRows = th * floatsPerTileRow > chunkFloats ? max(1, chunkFloats / floatsPerTileRow) : th
         let imagesPerChunk = bandRows < th ? 1 : max(1, chunkFloats / (floatsPerTileRow * th))
@@ -89,14 +90,13 @@ extension Ops {
         }
     }
 
-    /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside) in the tile rows `tileRows`
-    /// (nil: all), written to v[ξ·planeStride + tile], tiles in raster order from the band's first.
+    /// V = Bᵀ·d·B for every 4×4 input patch of one channel plane [h][w] (zero outside) in the tile rows `tileRows`,
+    /// written to v[ξ·planeStride + tile], tiles in raster order from the band's first.
     /// Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Rows are combined over the whole width first; the column
     /// step, after splitting each combined row into even and odd columns, runs 8 tiles at a time.
     static func winogradInputTransform(_ src: UnsafePointer<Float>, h: Int, w: Int, _ v: UnsafeMutablePointer<Float>,
-                                       planeStride: Int, tileRows: Range<Int>? = nil) {
-        let th = (h + 1) / 2, tw = (w + 1) / 2
-        let band = tileRows ?? 0..<th
+                                       planeStride: Int, tileRows band: Range<Int>) {
+        let tw = (w + 1) / 2
         let half = tw + 1 // even / odd columns of the padded row (x = -1 ... 2·tw)
         // 8 rows E_0…E_3, O_0…O_3 of `half` floats, + 8 so a partial last group of tiles can load 8 lanes.
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8 * half + 8)
@@ -145,15 +145,15 @@ extension Ops {
         for l in 0..<lanes { p[l] = v[l] }
     }
 
-    /// Y = Aᵀ·M·A + bias for every tile of one output channel in the tile rows `tileRows` (nil: all), M read from
+    /// Y = Aᵀ·M·A + bias for every tile of one output channel in the tile rows `tileRows`, M read from
     /// m[ξ·planeStride + tile] (tiles from the band's first); Aᵀ = [[1,1,1,0],[0,1,-1,-1]]; edge tiles are cropped
     /// to the plane. 8 tiles at a time.
     static func winogradOutputTransform(_ m: UnsafePointer<Float>, planeStride: Int, _ dst: UnsafeMutablePointer<Float>,
-                                        h: Int, w: Int, bias: Float, tileRows: Range<Int>? = nil) {
-        let th = (h + 1) / 2, tw = (w + 1) / 2
+                                        h: Int, w: Int, bias: Float, tileRows band: Range<Int>) {
+        let tw = (w + 1) / 2
         let b = SIMD8<Float>(repeating: bias)
-        for ty in tileRows ?? 0..<th {
-            let q = m + (ty - (tileRows?.lowerBound ?? 0)) * tw
+        for ty in band {
+            let q = m + (ty - band.lowerBound) * tw
             let y0 = 2 * ty
             var tx = 0
             while tx < tw {

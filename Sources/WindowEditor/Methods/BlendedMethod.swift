@@ -45,9 +45,12 @@ final class BlendedMethod: EditMethod {
         lastMaskStep = max(firstMaskStep + 1, Int((n * config.maskEnd).rounded()))
     }
 
+    /// Cross-attention is recorded in unguided edit calls only: a guided call's two halves give DiffEdit's mask,
+    /// which then stands for the window, and the maps would cost a second attention product per recorded layer.
     func hooks(for call: UNetCall) -> WindowAttentionHooks {
-        WindowAttentionHooks(crossFrame: CrossFrameKeyValues(config.crossFrame, for: call),
-                             crossAttention: call.pass == .edit ? CrossAttentionRecorder(mask, for: call) : nil)
+        let recordsMaps = call.pass == .edit && call.halves == 1
+        return WindowAttentionHooks(crossFrame: CrossFrameKeyValues(config.crossFrame, for: call),
+                                    crossAttention: recordsMaps ? CrossAttentionRecorder(mask, for: call) : nil)
     }
 
     func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor) {
