@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
-# previous defaults (20 steps, guidance 2), the reference preset (FateZero's configuration: 50 + 50 steps, guidance
-# 7.5, whole frame), the default modes without cross-frame attention, with the empty negative prompt and with
-# attention-reuse, as one Markdown table (the README's quality table).
+# previous defaults (no step caching; before them 20 steps, guidance 2), the reference preset (FateZero's
+# configuration: 50 + 50 steps, guidance 7.5, whole frame), the default modes without cross-frame attention, with
+# the empty negative prompt and with attention-reuse, as one Markdown table (the README's quality table).
 #   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
 # MODEL and CLIPS override the model folder and the clips folder (e.g. clips of a fresh seed:
 #   python3 Models/shapes-sd/train/world.py --seed 99 --clips 6 --out /tmp/clips99 && CLIPS=/tmp/clips99 make eval).
@@ -14,10 +14,11 @@ clips="${CLIPS:-$root/Benchmarks/eval-clips}"
 runs=(
   "ocd|--mode ocd"
   "baseline|--mode baseline"
+  "ocd, deep-cache-interval=1 (the previous defaults: no step caching)|--mode ocd --deep-cache-interval 1"
   "blended (no mask given)|--mode blended"
   "tokenflow|--mode tokenflow"
-  "ocd, steps=20 guidance-scale=2 (the previous defaults)|--mode ocd --steps 20 --guidance-scale 2"
-  "baseline, steps=20 guidance-scale=2|--mode baseline --steps 20 --guidance-scale 2"
+  "ocd, steps=20 guidance-scale=2 (older defaults)|--mode ocd --steps 20 --guidance-scale 2 --deep-cache-interval 1"
+  "baseline, steps=20 guidance-scale=2|--mode baseline --steps 20 --guidance-scale 2 --deep-cache-interval 1"
   "reference preset (FateZero's configuration)|--preset reference"
   "ocd, cross-frame=none|--mode ocd --cross-frame none"
   "baseline, cross-frame=none|--mode baseline --cross-frame none"

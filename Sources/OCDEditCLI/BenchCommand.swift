@@ -294,10 +294,10 @@ struct EditBench: ParsableCommand {
             let m = Measured(seconds: r.seconds, report: r.sampling, peakRSS: peakPerRun ? peakRSSBytes() : 0)
             results[run.label] = m
             print(String(format: "%@: %.1f s for %d frames at %d px, %d steps at strength %.2f (%d UNet calls, "
-                             + "%d token-steps, %.2e attention pairs, crop %.0f%%, %d foreground + %d joint steps), "
-                             + "peak RSS %.2f GiB",
+                             + "%d token-steps, %d shallow calls, %.2e attention pairs, crop %.0f%%, "
+                             + "%d foreground + %d joint steps), peak RSS %.2f GiB",
                          run.label, r.seconds, frames, size, s.steps, s.strength, r.sampling.unetCalls,
-                         r.sampling.unetTokenSteps, Double(r.sampling.attentionPairs),
+                         r.sampling.unetTokenSteps, r.sampling.shallowUNetCalls, Double(r.sampling.attentionPairs),
                          100 * r.sampling.cropFraction, r.sampling.foregroundSteps, r.sampling.jointSteps,
                          Double(m.peakRSS) / Double(1 << 30)))
         }
@@ -307,6 +307,8 @@ struct EditBench: ParsableCommand {
                                    "mask_coverage": actualCoverage, "build_seconds": build,
                                    "mode": main.settings.mode.rawValue, "seconds": measured.seconds,
                                    "unet_token_steps": measured.report.unetTokenSteps,
+                                   "unet_shallow_calls": measured.report.shallowUNetCalls,
+                                   "unet_shallow_token_steps": measured.report.shallowTokenSteps,
                                    "attention_pairs": measured.report.attentionPairs,
                                    // The process's peak when per-run peaks are unavailable.
                                    "peak_rss_bytes": measured.peakRSS > 0 ? measured.peakRSS : peakRSSBytes()]

@@ -268,8 +268,11 @@ public final class UNet2DConditionModel {
 
     /// ε prediction for `sample` [B, 4, h, w] at `timesteps` (one per batch item), conditioned on
     /// `encoderHiddenStates` [B, 77, D]. `hooks` can change self-attention and observe cross-attention.
+    /// `deepFeatures` (DeepCache): `.record` keeps the last up block's input in the caller's store; `.reuse` runs only
+    /// the first down block (without its downsampler) and the last up block, on the stored input, which must come
+    /// from a call of the same batch and latent size.
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor,
-                               hooks: UNetAttentionHooks? = nil) -> Tensor {
+                               hooks: UNetAttentionHooks? = nil, deepFeatures: UNetDeepFeatures.Use? = nil) -> Tensor {
         let b = sample.shape[0]
         precondition(timesteps.count == b && encoderHiddenStates.shape[0] == b,
                      "unet: batch \(b) with \(timesteps.count) timesteps and context \(encoderHiddenStates.shape)")
@@ -277,6 +280,20 @@ public final class UNet2DConditionModel {
         let tembSiLU = Ops.silu(temb)
         var h = convIn(sample)
         var skips = [h]
+        if case .reuse(let store) = deepFeatures {
+            let block = down[0]
+            for (j, resnet) in block.resnets.enumerated() {
+                h = resnet(h, tembSiLU: tembSiLU)
+                if !block.attentions.isEmpty { h = block.attentions[j](h, context: encoderHiddenStates, hooks: hooks) }
+                skips.append(h)
+            }
+            guard let deep = store.lastUpBlockInput, deep.shape[0] == b, deep.shape[2] == h.shape[2],
+                  deep.shape[3] == h.shape[3] else {
+                preconditionFailure("unet: deep features of \(store.lastUpBlockInput?.shape ?? []) for \(h.shape)")
+            }
+            return output(upBlock(up[up.count - 1], deep, skips: &skips, context: encoderHiddenStates,
+                                  tembSiLU: tembSiLU, hooks: hooks))
+        }
         for block in down {
             for (j, resnet) in block.resnets.enumerated() {
                 h = resnet(h, tembSiLU: tembSiLU)
@@ -288,17 +305,45 @@ public final class UNet2DConditionModel {
         h = midResnets[0](h, tembSiLU: tembSiLU)
         h = midAttention(h, context: encoderHiddenStates, hooks: hooks)
         h = midResnets[1](h, tembSiLU: tembSiLU)
-        for block in up {
-            for (j, resnet) in block.resnets.enumerated() {
-                h = resnet(Ops.concat([h, skips.removeLast()], dim: 1), tembSiLU: tembSiLU)
-                if !block.attentions.isEmpty { h = block.attentions[j](h, context: encoderHiddenStates, hooks: hooks) }
-            }
-            // Up to the next skip's size: 2× when the latent is a multiple of 2^(up blocks), otherwise diffusers'
-            // `upsample_size` path (odd sizes round up on the way down, nearest resize back on the way up).
-            if let us = block.upsampler, let skip = skips.last {
-                h = us(Ops.upsampleNearest(h, height: skip.shape[2], width: skip.shape[3]))
-            }
+        for block in up.dropLast() {
+            h = upBlock(block, h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks)
         }
-        return convOut(normOut(h, silu: true))
+        if case .record(let store) = deepFeatures { store.lastUpBlockInput = h }
+        return output(upBlock(up[up.count - 1], h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU,
+                              hooks: hooks))
     }
+
+    /// One up block on `input`, taking its skips from the end of `skips`.
+    private func upBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], context: Tensor,
+                         tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
+        var h = input
+        for (j, resnet) in block.resnets.enumerated() {
+            h = resnet(Ops.concat([h, skips.removeLast()], dim: 1), tembSiLU: tembSiLU)
+            if !block.attentions.isEmpty { h = block.attentions[j](h, context: context, hooks: hooks) }
+        }
+        // Up to the next skip's size: 2× when the latent is a multiple of 2^(up blocks), otherwise diffusers'
+        // `upsample_size` path (odd sizes round up on the way down, nearest resize back on the way up).
+        if let us = block.upsampler, let skip = skips.last {
+            h = us(Ops.upsampleNearest(h, height: skip.shape[2], width: skip.shape[3]))
+        }
+        return h
+    }
+
+    private func output(_ h: Tensor) -> Tensor { convOut(normOut(h, silu: true)) }
+}
+
+/// DeepCache's store (Ma et al. 2024, "DeepCache: Accelerating Diffusion Models for Free"): the input of the UNet's
+/// last up block from a full call, which later calls of the same batch and size reuse instead of running every block
+/// below the first. Owned by the caller (one per sequence of calls), never by the model.
+public final class UNetDeepFeatures {
+    public enum Use {
+        /// A full call that keeps its last up block's input.
+        case record(UNetDeepFeatures)
+        /// A shallow call on the kept input.
+        case reuse(UNetDeepFeatures)
+    }
+
+    public internal(set) var lastUpBlockInput: Tensor?
+
+    public init() {}
 }

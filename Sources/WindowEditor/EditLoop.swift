@@ -6,7 +6,8 @@
 //   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
 // The method (EditMethod.swift) decides where the steps compute (the whole latent, or for the first edit steps a
 // crop of each frame), the attention hooks of each UNet call and the edit region of each step. Whatever the method,
-// with attention-reuse the inversion's self-attention maps steer the first edit steps (SelfAttentionMapReuse.swift).
+// with attention-reuse the inversion's self-attention maps steer the first edit steps (SelfAttentionMapReuse.swift),
+// and with deep-cache-interval the edit steps between full UNet calls reuse their deep features (DeepCache).
 import StableDiffusion
 import TensorKernels
 
@@ -19,6 +20,7 @@ final class EditLoop {
         var inversionIterations: Int
         var preserveBackground: Bool
         var attentionReuse: SelfAttentionMaps.Config
+        var deepCacheInterval: Int
 
         init(_ settings: EditorSettings) {
             steps = settings.steps
@@ -27,6 +29,7 @@ final class EditLoop {
             inversionIterations = settings.inversionIterations
             preserveBackground = settings.preserveBackground
             attentionReuse = SelfAttentionMaps.Config(settings)
+            deepCacheInterval = settings.deepCacheInterval
         }
     }
 
@@ -125,13 +128,21 @@ final class EditLoop {
 
     /// Edit steps `steps` on `view` from `start` (step j takes level editSteps − j to editSteps − 1 − j); with
     /// preserve-background each step's result outside the method's edit region is replaced by `trajectory`'s level.
+    /// With deep-cache-interval k > 1, steps k·i of the phase run the whole UNet and keep its deep features, the
+    /// steps between them reuse those (the view's size is fixed within the phase).
     private func denoise(_ start: Tensor, steps: Range<Int>, along trajectory: Trajectory, in view: LatentView,
                          _ run: RunContext) throws -> Tensor {
         var x = start
         let saliency = view.cut(run.saliency)
+        let deepFeatures = UNetDeepFeatures()
         for j in steps {
             let t = run.timesteps[j]
-            let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency)
+            var use: UNetDeepFeatures.Use? = nil
+            if config.deepCacheInterval > 1 {
+                use = (j - steps.lowerBound) % config.deepCacheInterval == 0 ? .record(deepFeatures)
+                                                                            : .reuse(deepFeatures)
+            }
+            let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency, deepFeatures: use)
             x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
             if config.preserveBackground {
                 editedRegion = run.method.editRegion(afterEditStep: j) ?? run.editRegion

@@ -7,7 +7,8 @@ public enum EditorPreset: String, Sendable, CaseIterable {
     /// The FateZero configuration on this engine, what a user of the published video editors runs: DDIM with 50
     /// steps at full strength (50 inversion and 50 guided steps), guidance 7.5 with the empty prompt as the
     /// unconditional one (as diffusers and FateZero), cross-frame attention to the first and previous frames, the
-    /// whole frame edited and decoded (no mask region, no composite), no object-centric sampling, no token merging.
+    /// whole frame edited and decoded (no mask region, no composite), no object-centric sampling, no token merging,
+    /// no step caching.
     case reference
 
     /// The preset's settings; prompts, model and the sizes a caller sets stay the caller's to set afterwards.
@@ -26,6 +27,7 @@ public enum EditorPreset: String, Sendable, CaseIterable {
             s.preserveBackground = false
             s.attentionReuse = 0
             s.inversionIterations = 1
+            s.deepCacheInterval = 1
         }
         return s
     }

@@ -149,6 +149,9 @@ extension EditorSettings {
                 + "more = closer reconstruction)", 1...20, \.inversionIterations),
             double("attention-reuse", "Share of the edit steps (the first) whose self-attention maps are the "
                    + "inversion's (FateZero): keeps the edited object's layout; 0 = off", 0...1, \.attentionReuse),
+            int("deep-cache-interval", "Of every this many edit steps, the first runs the whole UNet and the others "
+                + "reuse its deep features (DeepCache: only the outermost blocks run); 1 = off", 1...10,
+                \.deepCacheInterval),
             double("blend-threshold", "mode=blended: share of the automatic mask's map (per frame, from its minimum "
                    + "to its peak) at or above which a cell is edited", 0...1, \.blendThreshold),
             int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (random offset per step); "

@@ -77,6 +77,11 @@ public struct EditorSettings: Sendable, Equatable {
     /// `attention-reuse`: share of the edit steps (the first) whose self-attention maps are the inversion's
     /// (SelfAttentionMapReuse.swift); 0 = off.
     public var attentionReuse: Double = 0
+    /// `deep-cache-interval` (DeepCache, Ma et al. 2024): of every this many consecutive edit steps on one view (the
+    /// crops, then the whole latent), the first runs the whole UNet and the others only its first down and last up
+    /// block on the first's deep features (UNetDeepFeatures); 1 = off. 3 edits as well as 1 on the shapes world and
+    /// steadier (README, "Against the reference").
+    public var deepCacheInterval: Int = 3
     /// `blend-threshold` (mode=blended): share of the automatic mask's map at or above which a cell is in the mask:
     /// the guidance difference scaled per frame from its minimum to its peak (GuidanceDifferenceMask.swift), or,
     /// without guidance, the edited words' cross-attention over its peak after a 3×3 max-pool. The default is

@@ -13,6 +13,7 @@ final class NoisePredictor {
     private let guidanceScale: Double
     private let isCancelled: @Sendable () -> Bool
     private(set) var unetCalls = 0, unetTokenSteps = 0, attentionPairs = 0, mergedTokens = 0
+    private(set) var shallowUNetCalls = 0, shallowTokenSteps = 0
 
     init(unet: UNet2DConditionModel, method: any EditMethod, maps: SelfAttentionMaps?, inputs: SamplingInputs,
          guidanceScale: Double, isCancelled: @escaping @Sendable () -> Bool) {
@@ -25,9 +26,10 @@ final class NoisePredictor {
     }
 
     /// ε for the latents `x` [F, 4, h, w] at `timestep`; `saliency` per frame at h×w. Edit calls run the batch
-    /// twice (negative and target prompt) when the guidance scale is above 1.
+    /// twice (negative and target prompt) when the guidance scale is above 1. `deepFeatures`: DeepCache's use of
+    /// the UNet for this call (nil: a plain full call).
     func callAsFunction(_ x: Tensor, _ pass: UNetCall.Pass, editStep: Int, timestep: Int,
-                        saliency: [[Float]]) throws -> Tensor {
+                        saliency: [[Float]], deepFeatures: UNetDeepFeatures.Use? = nil) throws -> Tensor {
         if isCancelled() { throw EditCancelled() }
         let frames = x.shape[0], height = x.shape[2], width = x.shape[3]
         let guided = pass == .edit && guidanceScale > 1
@@ -40,10 +42,15 @@ final class NoisePredictor {
         let context = guided ? Ops.concat([repeated(negative, frames), repeated(prompt, frames)], dim: 0)
                              : repeated(prompt, frames)
         let eps = unet(sample, timesteps: [Float](repeating: Float(timestep), count: sample.shape[0]),
-                       encoderHiddenStates: context, hooks: hooks)
+                       encoderHiddenStates: context, hooks: hooks, deepFeatures: deepFeatures)
         unetCalls += 1
         if pass == .edit { maps?.release(before: editStep + 1) }
-        unetTokenSteps += sample.shape[0] * height * width
+        if case .reuse = deepFeatures {
+            shallowUNetCalls += 1
+            shallowTokenSteps += sample.shape[0] * height * width
+        } else {
+            unetTokenSteps += sample.shape[0] * height * width
+        }
         attentionPairs += hooks.attentionPairs
         mergedTokens += hooks.mergedTokens
         guard guided else { return eps }
@@ -56,6 +63,8 @@ final class NoisePredictor {
     func addCounts(to report: inout SamplingReport) {
         report.unetCalls += unetCalls
         report.unetTokenSteps += unetTokenSteps
+        report.shallowUNetCalls += shallowUNetCalls
+        report.shallowTokenSteps += shallowTokenSteps
         report.attentionPairs += attentionPairs
         report.mergedTokens += mergedTokens
     }

@@ -3,8 +3,11 @@
 /// What the edit loop spent: the figures `ocdedit bench edit` reports.
 public struct SamplingReport: Sendable {
     public var unetCalls = 0
-    /// Σ over UNet calls of batch × latent height × latent width.
+    /// Σ over UNet calls of batch × latent height × latent width (shallow calls not included).
     public var unetTokenSteps = 0
+    /// Calls among `unetCalls` that ran only the outermost blocks on cached deep features (deep-cache-interval), and
+    /// their Σ of batch × latent height × latent width.
+    public var shallowUNetCalls = 0, shallowTokenSteps = 0
     /// Σ of self-attention query×key pairs.
     public var attentionPairs = 0
     /// Key/value tokens removed by merging (summed over layers and calls).

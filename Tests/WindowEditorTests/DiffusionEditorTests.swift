@@ -78,6 +78,7 @@ final class DiffusionEditorTests: XCTestCase {
         let (psnr, calls) = try Self.nullEditPSNR(settings {
             $0.prompt = "a red car"; $0.guidanceScale = 1; $0.strength = 1; $0.steps = 20; $0.mode = .baseline
             $0.inversionIterations = 12
+            $0.deepCacheInterval = 1 // shallow edit steps do not retrace the inversion's full ones
         })
         XCTAssertEqual(calls, 20 * 12 + 20)
         // Plain DDIM inversion is exact only in the limit of small steps, and the random tiny UNet's prediction moves
@@ -233,6 +234,36 @@ final class DiffusionEditorTests: XCTestCase {
         XCTAssertLessThan(ocd.attentionPairs, base.attentionPairs)
         XCTAssertGreaterThan(ocd.mergedTokens, 0)
         XCTAssertEqual(base.mergedTokens, 0)
+    }
+
+    /// deep-cache-interval k: of each phase's edit steps (crops, then whole latent) every k-th runs the whole UNet,
+    /// the others are shallow calls; the output changes but stays close; k = 1 is the plain edit (no shallow calls).
+    func testDeepCacheShallowCalls() throws {
+        let pipe = try model()
+        let w = Self.window(frames: 2, width: 128, height: 96, radius: 12)
+        var outputs: [[Frame]] = [], reports: [SamplingReport] = []
+        for k in [1, 2, 3] {
+            let editor = try DiffusionWindowEditor(pipeline: pipe, settings: settings {
+                $0.processingSize = 128; $0.deepCacheInterval = k
+            })
+            outputs.append(try editor.edit(frames: w.frames, masks: w.masks, isCancelled: Self.never))
+            reports.append(editor.lastReport.sampling)
+        }
+        let phases = [reports[0].foregroundSteps, reports[0].jointSteps]
+        XCTAssertEqual(phases, [6, 2], "the tiny model's window: 6 crop steps, 2 whole-latent steps")
+        XCTAssertEqual(reports[0].shallowUNetCalls, 0)
+        for (i, k) in [1, 2, 3].enumerated() {
+            let shallow = phases.reduce(0) { $0 + $1 - ($1 + k - 1) / k }
+            XCTAssertEqual(reports[i].shallowUNetCalls, shallow, "interval \(k)")
+            XCTAssertEqual(reports[i].unetCalls, reports[0].unetCalls, "interval \(k)")
+            XCTAssertEqual(reports[i].unetTokenSteps + reports[i].shallowTokenSteps, reports[0].unetTokenSteps)
+        }
+        for i in 1...2 {
+            let diff = zip(outputs[0], outputs[i]).map { a, b in
+                zip(a.planes[0], b.planes[0]).map { abs(Int($0) - Int($1)) }.max() ?? 0
+            }.max() ?? 0
+            XCTAssertGreaterThan(diff, 0, "interval \([1, 2, 3][i]) changed nothing")
+        }
     }
 
     func testCancellationStopsTheEdit() throws {

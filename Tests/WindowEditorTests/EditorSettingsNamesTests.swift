@@ -106,6 +106,7 @@ final class EditorSettingsNamesTests: XCTestCase {
         XCTAssertEqual(r.crossFrame, .firstPrevious)
         XCTAssertFalse(r.preserveBackground)
         XCTAssertEqual(r.attentionReuse, 0)
+        XCTAssertEqual(r.deepCacheInterval, 1)
         var changed: Set<String> = []
         for f in EditorSettings.fields {
             var s = defaults
@@ -113,6 +114,6 @@ final class EditorSettingsNamesTests: XCTestCase {
             if f.value(in: r) != f.value(in: defaults) { changed.insert(f.name) }
         }
         XCTAssertEqual(changed, ["mode", "steps", "strength", "guidance-scale", "negative-from-source",
-                                 "preserve-background"])
+                                 "deep-cache-interval", "preserve-background"])
     }
 }

@@ -226,6 +226,17 @@ def build_unet_and_text():
     return UNet2DConditionModel(**UNET_CONFIG), CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
 
 
+def unet_lr(args, cycles, step):
+    """Cosine cycles (warm restarts): cycle k has `cycles[k]` steps, 300 of warm-up, a peak of unet_lr · 0.5^k and
+    a floor of 5 % of its peak. A resumed run finds its place in the cycles from the checkpoint's step."""
+    k, first = 0, 0
+    while k < len(cycles) - 1 and step >= first + cycles[k]:
+        first += cycles[k]
+        k += 1
+    frac, peak = (step - first) / cycles[k], args.unet_lr * 0.5 ** k
+    return peak * min(1.0, (step - first + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 def stage_unet(args):
     done = os.path.join(args.work, "unet.done")
     if os.path.exists(done):
@@ -258,10 +269,11 @@ def stage_unet(args):
     rng = np.random.default_rng(args.seed + 7 + step)
     gen = torch.Generator().manual_seed(args.seed + step)
     start, last_save, running = time.time() - elapsed, time.time(), None
-    while step < args.unet_steps:
-        frac = step / args.unet_steps
+    cycles = [int(n) for n in str(args.unet_steps).split(",")]
+    total = sum(cycles)
+    while step < total:
         for g in opt.param_groups:
-            g["lr"] = args.unet_lr * min(1.0, (step + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            g["lr"] = unet_lr(args, cycles, step)
         idx = torch.from_numpy(rng.integers(0, len(latents), args.unet_batch))
         x0 = latents[idx]
         cond = ids[idx].clone()
@@ -340,7 +352,8 @@ def main():
     p.add_argument("--vae-batch", type=int, default=8)
     p.add_argument("--vae-crop", type=int, default=64)
     p.add_argument("--vae-lr", type=float, default=3e-4)
-    p.add_argument("--unet-steps", type=int, default=6000)
+    p.add_argument("--unet-steps", default="6000",
+                   help="steps of each cosine cycle, comma-separated (each later cycle at half the peak rate)")
     p.add_argument("--unet-images", type=int, default=20000, help="training images encoded for the UNet (the first N)")
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=3e-4)

@@ -1,0 +1,38 @@
+import Foundation
+import XCTest
+@testable import StableDiffusion
+import TensorKernels
+
+/// DeepCache through `UNetDeepFeatures`: a recording call is the plain call; a shallow call on the same input gets
+/// the same deep features back, so it must give the plain output too (this checks which skips the outer blocks get);
+/// on another input it differs from both.
+final class DeepFeaturesTests: XCTestCase {
+    func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
+        precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
+        return zip(UnsafeBufferPointer(start: a.data, count: a.count),
+                   UnsafeBufferPointer(start: b.data, count: b.count)).map { abs($0 - $1) }.max() ?? 0
+    }
+
+    func testShallowCallOnTheRecordedInputIsTheFullCall() throws {
+        for model in ["tiny-sd1", "tiny-sd2"] {
+            let unet = try UNet2DConditionModel(folder: Fixtures.url("\(model)/unet"))
+            let d = unet.config.crossAttentionDim
+            // 12×10: not a multiple of 2^(up blocks) on one side, diffusers' upsample_size path.
+            let sample = Tensor.randomNormal(shape: [2, 4, 12, 10], seed: 3)
+            let other = Tensor.randomNormal(shape: [2, 4, 12, 10], seed: 4)
+            let context = Tensor.randomNormal(shape: [2, 77, d], seed: 6)
+            let t: [Float] = [500, 500]
+            let plain = unet(sample, timesteps: t, encoderHiddenStates: context)
+            let store = UNetDeepFeatures()
+            let recorded = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .record(store))
+            XCTAssertEqual(maxDifference(recorded, plain), 0, model)
+            XCTAssertNotNil(store.lastUpBlockInput)
+            let shallow = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
+            XCTAssertLessThan(maxDifference(shallow, plain), 1e-5, model)
+            let shallowOther = unet(other, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
+            let plainOther = unet(other, timesteps: t, encoderHiddenStates: context)
+            XCTAssertGreaterThan(maxDifference(shallowOther, plain), 1e-3, "the shallow call ignored its input")
+            XCTAssertGreaterThan(maxDifference(shallowOther, plainOther), 1e-4, "the deep features were not reused")
+        }
+    }
+}
