@@ -281,12 +281,8 @@ public final class UNet2DConditionModel {
         var h = convIn(sample)
         var skips = [h]
         if case .reuse(let store) = deepFeatures {
-            let block = down[0]
-            for (j, resnet) in block.resnets.enumerated() {
-                h = resnet(h, tembSiLU: tembSiLU)
-                if !block.attentions.isEmpty { h = block.attentions[j](h, context: encoderHiddenStates, hooks: hooks) }
-                skips.append(h)
-            }
+            h = downBlock(down[0], h, skips: &skips, downsample: false, context: encoderHiddenStates,
+                          tembSiLU: tembSiLU, hooks: hooks)
             guard let deep = store.lastUpBlockInput, deep.shape[0] == b, deep.shape[2] == h.shape[2],
                   deep.shape[3] == h.shape[3] else {
                 preconditionFailure("unet: deep features of \(store.lastUpBlockInput?.shape ?? []) for \(h.shape)")
@@ -295,12 +291,8 @@ public final class UNet2DConditionModel {
                                   tembSiLU: tembSiLU, hooks: hooks))
         }
         for block in down {
-            for (j, resnet) in block.resnets.enumerated() {
-                h = resnet(h, tembSiLU: tembSiLU)
-                if !block.attentions.isEmpty { h = block.attentions[j](h, context: encoderHiddenStates, hooks: hooks) }
-                skips.append(h)
-            }
-            if let ds = block.downsampler { h = ds(h); skips.append(h) }
+            h = downBlock(block, h, skips: &skips, downsample: true, context: encoderHiddenStates, tembSiLU: tembSiLU,
+                          hooks: hooks)
         }
         h = midResnets[0](h, tembSiLU: tembSiLU)
         h = midAttention(h, context: encoderHiddenStates, hooks: hooks)
@@ -311,6 +303,19 @@ public final class UNet2DConditionModel {
         if case .record(let store) = deepFeatures { store.lastUpBlockInput = h }
         return output(upBlock(up[up.count - 1], h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU,
                               hooks: hooks))
+    }
+
+    /// One down block on `input`, each layer's output (and the downsampler's, with `downsample`) appended to `skips`.
+    private func downBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], downsample: Bool,
+                           context: Tensor, tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
+        var h = input
+        for (j, resnet) in block.resnets.enumerated() {
+            h = resnet(h, tembSiLU: tembSiLU)
+            if !block.attentions.isEmpty { h = block.attentions[j](h, context: context, hooks: hooks) }
+            skips.append(h)
+        }
+        if downsample, let ds = block.downsampler { h = ds(h); skips.append(h) }
+        return h
     }
 
     /// One up block on `input`, taking its skips from the end of `skips`.

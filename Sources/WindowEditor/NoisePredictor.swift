@@ -45,11 +45,12 @@ final class NoisePredictor {
                        encoderHiddenStates: context, hooks: hooks, deepFeatures: deepFeatures)
         unetCalls += 1
         if pass == .edit { maps?.release(before: editStep + 1) }
+        let tokenSteps = sample.shape[0] * height * width
         if case .reuse = deepFeatures {
             shallowUNetCalls += 1
-            shallowTokenSteps += sample.shape[0] * height * width
+            shallowTokenSteps += tokenSteps
         } else {
-            unetTokenSteps += sample.shape[0] * height * width
+            unetTokenSteps += tokenSteps
         }
         attentionPairs += hooks.attentionPairs
         mergedTokens += hooks.mergedTokens

@@ -8,12 +8,6 @@ import TensorKernels
 final class AttentionMapReuseTests: XCTestCase {
     func random(_ shape: [Int], seed: UInt64) -> Tensor { Tensor.randomNormal(shape: shape, seed: seed) }
 
-    func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
-        precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
-        return zip(UnsafeBufferPointer(start: a.data, count: a.count),
-                   UnsafeBufferPointer(start: b.data, count: b.count)).map { abs($0 - $1) }.max() ?? 0
-    }
-
     func ownGroups(_ x: Tensor) -> KeyValueGroups {
         let items = (0..<x.shape[0]).map { x.slice(first: $0, length: 1) }
         return KeyValueGroups(tokens: items, logWeights: items.map { _ in nil },

@@ -7,12 +7,6 @@ import TensorKernels
 /// the same deep features back, so it must give the plain output too (this checks which skips the outer blocks get);
 /// on another input it differs from both.
 final class DeepFeaturesTests: XCTestCase {
-    func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
-        precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
-        return zip(UnsafeBufferPointer(start: a.data, count: a.count),
-                   UnsafeBufferPointer(start: b.data, count: b.count)).map { abs($0 - $1) }.max() ?? 0
-    }
-
     func testShallowCallOnTheRecordedInputIsTheFullCall() throws {
         for model in ["tiny-sd1", "tiny-sd2"] {
             let unet = try UNet2DConditionModel(folder: Fixtures.url("\(model)/unet"))

@@ -10,6 +10,13 @@ enum Fixtures {
     static func tensors(_ path: String) throws -> SafetensorsFile { try SafetensorsFile(url: url(path)) }
 }
 
+/// max|a − b| over two tensors of one shape.
+func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
+    return zip(UnsafeBufferPointer(start: a.data, count: a.count),
+               UnsafeBufferPointer(start: b.data, count: b.count)).map { abs($0 - $1) }.max() ?? 0
+}
+
 /// max|a − b| / max|b|, the relative max error the parity targets are stated in.
 func relativeMaxError(_ a: Tensor, _ b: Tensor) -> Float {
     precondition(a.count == b.count)

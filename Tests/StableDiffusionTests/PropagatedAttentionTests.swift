@@ -22,11 +22,6 @@ final class PropagatedAttentionTests: XCTestCase {
                        itemGroups: items.indices.map { [$0] })
     }
 
-    func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
-        zip(UnsafeBufferPointer(start: a.data, count: a.count), UnsafeBufferPointer(start: b.data, count: b.count))
-            .map { abs($0 - $1) }.max() ?? 0
-    }
-
     func testPropagation() throws {
         let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
         var rng = SeededRandom(seed: 11)

@@ -237,7 +237,7 @@ final class DiffusionEditorTests: XCTestCase {
     }
 
     /// deep-cache-interval k: of each phase's edit steps (crops, then whole latent) every k-th runs the whole UNet,
-    /// the others are shallow calls; the output changes but stays close; k = 1 is the plain edit (no shallow calls).
+    /// the others are shallow calls and the output changes; k = 1 is the plain edit (no shallow calls).
     func testDeepCacheShallowCalls() throws {
         let pipe = try model()
         let w = Self.window(frames: 2, width: 128, height: 96, radius: 12)
