@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make eval`: ocdedit eval in every mode on the committed evaluation clips with the bundled trained model, and the
-# previous defaults (no step caching; before them 20 steps, guidance 2), the reference preset (FateZero's
+# previous defaults (step caching every 3 steps and the whole frame in the joint steps; before them no step caching;
+# before those 20 steps, guidance 2), the reference preset (FateZero's
 # configuration: 50 + 50 steps, guidance 7.5, whole frame), the default modes without cross-frame attention, with
 # the empty negative prompt and with attention-reuse, as one Markdown table (the README's quality table).
 #   Benchmarks/eval.sh [extra eval options...]     e.g. Benchmarks/eval.sh --steps 10
@@ -14,11 +15,16 @@ clips="${CLIPS:-$root/Benchmarks/eval-clips}"
 runs=(
   "ocd|--mode ocd"
   "baseline|--mode baseline"
-  "ocd, deep-cache-interval=1 (the previous defaults: no step caching)|--mode ocd --deep-cache-interval 1"
+  "ocd, the previous defaults (deep-cache-interval=3 joint-margin=-1 decode-margin=2)|--mode ocd
+    --deep-cache-interval 3 --joint-margin -1 --decode-margin 2"
+  "ocd, no step caching, whole-frame joint steps (deep-cache-interval=1 joint-margin=-1)|--mode ocd
+    --deep-cache-interval 1 --joint-margin -1"
   "blended (no mask given)|--mode blended"
   "tokenflow|--mode tokenflow"
-  "ocd, steps=20 guidance-scale=2 (older defaults)|--mode ocd --steps 20 --guidance-scale 2 --deep-cache-interval 1"
-  "baseline, steps=20 guidance-scale=2|--mode baseline --steps 20 --guidance-scale 2 --deep-cache-interval 1"
+  "ocd, steps=20 guidance-scale=2 (older defaults)|--mode ocd --steps 20 --guidance-scale 2 --deep-cache-interval 1
+    --joint-margin -1 --decode-margin 2"
+  "baseline, steps=20 guidance-scale=2|--mode baseline --steps 20 --guidance-scale 2 --deep-cache-interval 1
+    --decode-margin 2"
   "reference preset (FateZero's configuration)|--preset reference"
   "ocd, cross-frame=none|--mode ocd --cross-frame none"
   "baseline, cross-frame=none|--mode baseline --cross-frame none"
@@ -30,7 +36,7 @@ rows=()
 for run in "${runs[@]}"; do
   name="${run%%|*}"
   # shellcheck disable=SC2206
-  args=(${run#*|})
+  args=(${run#*|})   # word splitting also joins a run's continuation line
   echo "eval: $name" >&2
   json=$("$ocdedit" eval --model "$model" --clips "$clips" "${args[@]}" "$@" | tail -n 1)
   rows+=("$(python3 - "$name" "$json" <<'PY'

@@ -9,7 +9,8 @@ import WindowEditor
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmarks; the last line printed is a JSON object.",
-        subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self])
+        subcommands: [GemmBench.self, UNetBench.self, VAEBench.self, EditBench.self, AttentionBench.self,
+                      GradientBench.self])
 }
 
 /// Peak resident memory of this process (VmHWM), bytes.
@@ -151,6 +152,49 @@ struct UNetBench: ParsableCommand {
     }
 }
 
+/// ReAtCo's gradient (mode=reatco's unit of work): a conditional UNet forward on a tape up to the level's last
+/// cross-attention layer, ReAtCo's loss on two words with box regions, and the backward pass to the latent.
+struct GradientBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "reatco-grad",
+        abstract: "SD 1.5 UNet, random weights: ∂ReAtCo loss/∂latent for a window of frames.")
+    @Option(help: "Image size in pixels (latent = size/8).") var size = 256
+    @Option(help: "Frames (the batch).") var frames = 8
+    @Option(help: "UNet level of the maps (SD 1.5's ReAtCo maps: 2).") var level = 2
+    @Option(help: "Timed gradients (the first also builds the Winograd input-gradient weights).") var repeats = 2
+
+    func run() throws {
+        var unet: UNet2DConditionModel!
+        let build = try seconds { unet = try sd15UNet() }
+        let latent = size / 8, grid = latent >> level
+        let x = Tensor.randomNormal(shape: [frames, 4, latent, latent], seed: 3)
+        let ctx = Tensor.randomNormal(shape: [frames, 77, 768], seed: 4)
+        let times = Array(repeating: Float(500), count: frames)
+        // Two words: the left and the right half of the grid.
+        let regions: [[[Float]]] = [0, 1].map { word in
+            Array(repeating: (0..<(grid * grid)).map { ($0 % grid < grid / 2) == (word == 0) ? 1 : 0 }, count: frames)
+        }
+        let loss = ReAtCoAttentionLoss(tokenIndices: [2, 5], regions: regions)
+        let weights = BackwardWeights()
+        Profiler.reset()
+        var value: Float = 0
+        let timings = try (0..<repeats).map { _ in
+            try seconds {
+                value = unet.crossAttentionGradient(x, timesteps: times, encoderHiddenStates: ctx, level: level,
+                                                    weights: weights) {
+                    let r = loss($0)
+                    return (r.loss, r.probabilityGradients)
+                }.loss
+            }
+        }
+        if Profiler.enabled { print("time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
+        print(String(format: "ReAtCo gradient, SD 1.5 UNet, %d frames at %d px, level %d (%d×%d maps): %.2f s "
+                         + "(first, with the input-gradient weights: %.2f s), loss %.4f; weights built in %.1f s",
+                     frames, size, level, grid, grid, timings.min()!, timings[0], value, build))
+        printJSON(["bench": "reatco-grad", "size": size, "frames": frames, "level": level,
+                   "seconds": timings.min()!, "first_seconds": timings[0], "peak_rss_bytes": peakRSSBytes()])
+    }
+}
+
 func sd15VAE() throws -> AutoencoderKL {
     var c = AutoencoderKLConfig()
     c.blockOutChannels = [128, 256, 512, 512]
@@ -197,7 +241,8 @@ struct EditBench: ParsableCommand {
     var mode = "compare"
     @Option(help: ArgumentHelp("reference: run the reference preset (EditorPreset.swift: FateZero's "
             + "configuration, 50 + 50 steps at guidance 7.5, whole frame) first and report the speed-up of the "
-            + "settings here against it."))
+            + "settings here against it; no-savings: the defaults with every saving off (baseline, no step caching, "
+            + "whole frame) at the same steps."))
     var compare: String?
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
     @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Editor settings of the measured runs (not the "
@@ -231,7 +276,7 @@ struct EditBench: ParsableCommand {
         }
         if let compare {
             guard let preset = EditorPreset(rawValue: compare), preset != .default else {
-                throw ValidationError("--compare \(compare): only reference")
+                throw ValidationError("--compare \(compare): reference or no-savings")
             }
             guard let measured = mode == "compare" ? EditMode.ocd : EditMode(rawValue: mode) else {
                 throw ValidationError("unknown --mode \(mode)")
@@ -295,10 +340,11 @@ struct EditBench: ParsableCommand {
             results[run.label] = m
             print(String(format: "%@: %.1f s for %d frames at %d px, %d steps at strength %.2f (%d UNet calls, "
                              + "%d token-steps, %d shallow calls, %.2e attention pairs, crop %.0f%%, "
-                             + "%d foreground + %d joint steps), peak RSS %.2f GiB",
+                             + "joint part %.0f%%, %d foreground + %d joint steps), peak RSS %.2f GiB",
                          run.label, r.seconds, frames, size, s.steps, s.strength, r.sampling.unetCalls,
                          r.sampling.unetTokenSteps, r.sampling.shallowUNetCalls, Double(r.sampling.attentionPairs),
-                         100 * r.sampling.cropFraction, r.sampling.foregroundSteps, r.sampling.jointSteps,
+                         100 * r.sampling.cropFraction, 100 * r.sampling.jointFraction,
+                         r.sampling.foregroundSteps, r.sampling.jointSteps,
                          Double(m.peakRSS) / Double(1 << 30)))
         }
         let main = runs.last!

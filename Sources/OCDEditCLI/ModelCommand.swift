@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import StableDiffusion
 import TensorKernels
+import WindowEditor
 
 /// `ocdedit model unet|vae-encode|vae-decode|text-encoder` (docs/contracts.md): one component of a diffusers pipeline
 /// folder on safetensors input, so anyone can check it against a reference from the shell.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "Run one Stable Diffusion component on safetensors input.",
-        subcommands: [UNetRun.self, VAEEncodeRun.self, VAEDecodeRun.self, TextEncoderRun.self])
+        subcommands: [UNetRun.self, VAEEncodeRun.self, VAEDecodeRun.self, TextEncoderRun.self, ReAtCoGradientRun.self])
 }
 
 struct ComponentOptions: ParsableArguments {
@@ -70,6 +71,66 @@ struct UNetRun: ParsableCommand {
             try SafetensorsFile.write(["sample": out], to: URL(fileURLWithPath: options.output))
             return String(format: "unet: sample %@ in %.3f s -> %@", "\(out.shape)",
                           Date().timeIntervalSince(start), options.output)
+        }
+    }
+}
+
+/// `ocdedit model reatco-grad` (docs/contracts.md): ReAtCo's attention loss on the cross-attention maps of one UNet
+/// level, its gradient with respect to the latent, and the smoothed maps.
+struct ReAtCoGradientRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "reatco-grad",
+        abstract: "IN: sample f32 [F,4,h,w], timestep f32 [F], encoder_hidden_states f32 [F,77,D], token_indices "
+            + "i64 [K], regions f32 [K,F,mh,mw]; OUT: loss [1], grad [F,4,h,w], maps [K,F,mh,mw].",
+        discussion: "Level L: the attn2 layers of down_blocks[L], up_blocks[n-1-L] and, when L = n-1, the mid "
+            + "block; regions are on their grid (the latent downsampled L times). F >= 2.")
+    @OptionGroup var options: ComponentOptions
+    @Option(help: "Input safetensors file.") var input: String
+    @Option(help: "UNet level whose cross-attention maps the loss reads (SD 1.5's ReAtCo maps: 2).") var level: Int
+
+    func run() throws {
+        try runReportingErrors {
+            let x = try OCDEditCLI.input(input, ["sample", "timestep", "encoder_hidden_states", "regions"])
+            let file = try SafetensorsFile(url: URL(fileURLWithPath: input))
+            guard file.entries["token_indices"] != nil else {
+                throw ModelError("\(input): no tensor 'token_indices' (i64 [K], positions in the 77-token context)")
+            }
+            let tokens = try file.int64s("token_indices").values.map { Int($0) }
+            let unet = try UNet2DConditionModel(folder: component(options.model, "unet"))
+            warn(unet.loadWarnings)
+            let sample = x["sample"]!, t = x["timestep"]!, ctx = x["encoder_hidden_states"]!, regions = x["regions"]!
+            try unet.checkInputs(sample: sample, timesteps: t, context: ctx, source: input)
+            let blocks = unet.config.blockOutChannels.count
+            guard (0..<blocks).contains(level) else {
+                throw ModelError("--level \(level): this UNet has levels 0 to \(blocks - 1)")
+            }
+            let (f, h, w) = (sample.shape[0], sample.shape[2], sample.shape[3])
+            var (mh, mw) = (h, w)
+            for _ in 0..<level { (mh, mw) = ((mh + 1) / 2, (mw + 1) / 2) }
+            guard f >= 2 else { throw ModelError("\(input): sample has \(f) frame(s); the loss needs at least 2") }
+            guard regions.shape == [tokens.count, f, mh, mw] else {
+                throw ModelError("\(input): regions \(regions.shape), expected [\(tokens.count), \(f), \(mh), \(mw)] "
+                                     + "(words, frames, the level-\(level) grid)")
+            }
+            if let bad = tokens.first(where: { !(1...75).contains($0) }) {
+                throw ModelError("\(input): token index \(bad) is outside 1…75 (the start token is 0)")
+            }
+            let cells = mh * mw
+            let loss = ReAtCoAttentionLoss(tokenIndices: tokens, regions: tokens.indices.map { j in
+                (0..<f).map { Array(regions.array[((j * f + $0) * cells)..<((j * f + $0 + 1) * cells)]) }
+            })
+            let start = Date()
+            var maps: [[[Float]]] = []
+            let result = unet.crossAttentionGradient(sample, timesteps: t.array, encoderHiddenStates: ctx,
+                                                     level: level, weights: BackwardWeights()) {
+                let r = loss($0)
+                maps = r.maps
+                return (r.loss, r.probabilityGradients)
+            }
+            let mapTensor = Tensor(shape: [tokens.count, f, mh, mw], values: Array(maps.joined().joined()))
+            try SafetensorsFile.write(["loss": Tensor(shape: [1], values: [result.loss]), "grad": result.gradient,
+                                       "maps": mapTensor], to: URL(fileURLWithPath: options.output))
+            return String(format: "reatco-grad: loss %.6f, grad %@ in %.3f s -> %@", result.loss,
+                          "\(result.gradient.shape)", Date().timeIntervalSince(start), options.output)
         }
     }
 }

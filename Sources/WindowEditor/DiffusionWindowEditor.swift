@@ -141,10 +141,10 @@ public final class DiffusionWindowEditor: WindowEditing {
         report.sampling = loop.report
         if isCancelled() { throw EditCancelled() }
 
-        // 2. Decode only the window's own frames (not the context's) and only the changed area (one box size for the
-        //    window so it stays one batch), with a margin for the decoder's reach.
+        // 2. Decode only the window's own frames (not the context's) and only the changed area's box (one box size
+        //    for the window so it stays one batch), grown by decode-margin.
         let boxes = LatentRegions.commonBoxes(Array(loop.editedRegion.suffix(frames.count)), height: lh, width: lw,
-                                              margin: 2)
+                                              margin: settings.decodeMargin)
         let own = c == 0 ? edited : edited.slice(first: c, length: frames.count)
         let crops = Ops.scale(LatentRegions.crop(own, boxes), 1 / vae.scalingFactor)
         let decoded = ImageTensors.images(vae.decode(crops))

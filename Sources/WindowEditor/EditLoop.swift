@@ -4,10 +4,11 @@
 //   2. Edit: guided DDIM steps back down under the target prompt, edit step j starting where inversion step
 //      editSteps − 1 − j ended.
 //   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
-// The method (EditMethod.swift) decides where the steps compute (the whole latent, or for the first edit steps a
-// crop of each frame), the attention hooks of each UNet call and the edit region of each step. Whatever the method,
-// with attention-reuse the inversion's self-attention maps steer the first edit steps (SelfAttentionMapReuse.swift),
-// and with deep-cache-interval the edit steps between full UNet calls reuse their deep features (DeepCache).
+// The method (EditMethod.swift) decides where the steps compute (the whole latent or boxes around the crops, and
+// for the first edit steps a crop of each frame), the attention hooks of each UNet call and the edit region of each
+// step. Whatever the method, with attention-reuse the inversion's self-attention maps steer the first edit steps
+// (SelfAttentionMapReuse.swift), and with deep-cache-interval the edit steps between full UNet calls reuse their deep
+// features (DeepCache).
 import StableDiffusion
 import TensorKernels
 
@@ -71,25 +72,30 @@ final class EditLoop {
                             editRegion: inputs.editRegion, saliency: inputs.saliency)
         let plan = method.plan
         let (h, w) = (inputs.latents.shape[2], inputs.latents.shape[3])
-        let whole = LatentView(crops: nil, height: h, width: w)
-        let crops = LatentView(crops: plan.crops, height: h, width: w)
+        let whole = LatentView(boxes: nil, height: h, width: w, isBackground: true)
+        let joint = LatentView(boxes: plan.jointBoxes, height: h, width: w, isBackground: true)
+        let crops = LatentView(boxes: plan.crops, height: h, width: w, isBackground: plan.crops == nil)
         let cropSteps = plan.crops == nil ? 0 : plan.cropSteps
         report.cropFraction = plan.crops.map { Double($0[0].area) / Double(h * w) } ?? 1
+        report.jointFraction = plan.jointBoxes.map { Double($0[0].area) / Double(h * w) } ?? 1
         report.foregroundSteps = cropSteps
         report.jointSteps = editSteps - cropSteps
 
-        // 1. Invert the whole latent up to the crops' level (all the way without crops): the background's trajectory.
-        let background = try invert(inputs.latents, steps: 0..<(editSteps - cropSteps), in: whole,
-                                    unetSteps: plan.backgroundUNetSteps, run)
+        // 1. Invert the joint part (the whole latent, or boxes around the crops) up to the crops' level (all the way
+        //    without crops): the background's trajectory.
+        let background = try invert(joint.cut(inputs.latents, from: whole), steps: 0..<(editSteps - cropSteps),
+                                    in: joint, unetSteps: plan.backgroundUNetSteps, run)
         // 2. Invert the crops the rest of the way (no steps without crops).
-        let foreground = try invert(crops.cut(background.last), steps: (editSteps - cropSteps)..<editSteps, in: crops,
-                                    unetSteps: nil, run)
+        let foreground = try invert(crops.cut(background.last, from: joint), steps: (editSteps - cropSteps)..<editSteps,
+                                    in: crops, unetSteps: nil, run)
         // 3. Edit the crops, each step blended with the crops' trajectory.
         let editedCrops = try denoise(foreground.last, steps: 0..<cropSteps, along: foreground, in: crops, run)
-        // 4. Paste them into the background's level and edit the whole latent jointly, each step blended with the
-        //    background's trajectory.
-        let edited = try denoise(crops.paste(editedCrops, into: background.last), steps: cropSteps..<editSteps,
-                                 along: background, in: whole, run)
+        // 4. Paste them into the background's level and edit the joint part, each step blended with the background's
+        //    trajectory.
+        let editedJoint = try denoise(crops.paste(editedCrops, into: background.last, of: joint),
+                                      steps: cropSteps..<editSteps, along: background, in: joint, run)
+        // 5. Outside the joint part the latent is the input's (as the blend leaves it inside, outside the edit region).
+        let edited = joint.paste(editedJoint, into: inputs.latents, of: whole)
         automaticMask = method.automaticMask
         report.automaticMaskCoverage = automaticMask.map { Double($0.joined().reduce(0, +)) / Double($0.count * h * w) }
         return edited
@@ -111,7 +117,7 @@ final class EditLoop {
             let runsUNet = unetSteps?.contains(k) ?? true
             if runsUNet || noise == nil {
                 noise = try run.predictor(x, .inversion, editStep: j, timestep: t, saliency: saliency)
-                if view.isWhole { report.backgroundInversionSteps += 1 }
+                if view.isBackground { report.backgroundInversionSteps += 1 }
             }
             var next = scheduler.inversionStep(modelOutput: noise!, timestep: t, sample: x, steps: run.steps)
             if runsUNet {
@@ -171,30 +177,45 @@ private struct Trajectory {
     var latents: [Tensor]
 
     subscript(level: Int) -> Tensor { latents[level - firstLevel] }
+
     var last: Tensor { latents[latents.count - 1] }
 }
 
-/// The part of the latent a phase computes: the whole latent, or one crop per frame.
+/// The part of the latent a phase computes: the whole latent, or one box per frame (the crops, or the joint steps'
+/// boxes around them).
 private struct LatentView {
-    let crops: [LatentBox]?
+    /// Per frame, on the whole latent's grid; nil: the whole latent.
+    let boxes: [LatentBox]?
     /// The whole latent's size.
     let height: Int, width: Int
-
-    var isWhole: Bool { crops == nil }
-
-    /// Latents [F, C, h, w] → the view's part (the same tensor for the whole latent).
-    func cut(_ x: Tensor) -> Tensor { crops.map { LatentRegions.crop(x, $0) } ?? x }
+    /// The background's view (the joint steps'), not the crops'.
+    let isBackground: Bool
 
     /// Per-frame h×w maps → the view's part.
     func cut(_ maps: [[Float]]) -> [[Float]] {
-        crops.map { LatentRegions.crop(maps, height: height, width: width, $0) } ?? maps
+        boxes.map { LatentRegions.crop(maps, height: height, width: width, $0) } ?? maps
     }
 
-    /// `part` written into a copy of `whole` (`part` itself for the whole latent).
-    func paste(_ part: Tensor, into whole: Tensor) -> Tensor {
-        guard let crops else { return part }
-        let x = whole.copy()
-        LatentRegions.paste(part, into: x, crops)
-        return x
+    /// `x`, latents [F, C, …] of `outer` (a view whose boxes hold this one's), → this view's part (`x` itself when
+    /// both are the same).
+    func cut(_ x: Tensor, from outer: LatentView) -> Tensor {
+        guard let boxes = relativeBoxes(in: outer) else { return x }
+        return LatentRegions.crop(x, boxes)
+    }
+
+    /// `part` (this view's) written into a copy of `x` (`outer`'s); `part` itself when both are the same.
+    func paste(_ part: Tensor, into x: Tensor, of outer: LatentView) -> Tensor {
+        guard let boxes = relativeBoxes(in: outer) else { return part }
+        let copy = x.copy()
+        LatentRegions.paste(part, into: copy, boxes)
+        return copy
+    }
+
+    /// This view's boxes on `outer`'s grid; nil when the two views are the same.
+    private func relativeBoxes(in outer: LatentView) -> [LatentBox]? {
+        guard let boxes, boxes != outer.boxes else { return nil }
+        guard let outerBoxes = outer.boxes else { return boxes }
+        return zip(boxes, outerBoxes).map { LatentBox(x: $0.x - $1.x, y: $0.y - $1.y, width: $0.width,
+                                                      height: $0.height) }
     }
 }

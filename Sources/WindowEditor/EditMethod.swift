@@ -43,6 +43,9 @@ struct SamplingPlan {
     /// crops only; the whole latent is inverted to that level (the background's trajectory) and denoised jointly
     /// from the pasted crops on.
     var cropSteps = 0
+    /// With crops: the part of the latent the background's inversion and the joint steps compute, one box per frame
+    /// holding that frame's crop (the latent outside it stays the input's), or nil: the whole latent.
+    var jointBoxes: [LatentBox]? = nil
     /// Inversion steps of the whole latent at which the UNet runs; the others reuse its last prediction (and skip the
     /// fixed-point iterations). nil: every step.
     var backgroundUNetSteps: Set<Int>? = nil

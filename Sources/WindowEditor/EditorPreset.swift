@@ -8,8 +8,12 @@ public enum EditorPreset: String, Sendable, CaseIterable {
     /// steps at full strength (50 inversion and 50 guided steps), guidance 7.5 with the empty prompt as the
     /// unconditional one (as diffusers and FateZero), cross-frame attention to the first and previous frames, the
     /// whole frame edited and decoded (no mask region, no composite), no object-centric sampling, no token merging,
-    /// no step caching.
+    /// no step caching, no joint part smaller than the frame.
     case reference
+    /// The defaults with every saving off, at the same steps: the equal-steps side of the speed work's comparison.
+    /// mode=baseline (no object-centric sampling, no token merging), no step caching, no joint part smaller than the
+    /// frame, the decode box's 2-cell margin; prompts, guidance, the edit region and the composite as the defaults.
+    case noSavings = "no-savings"
 
     /// The preset's settings; prompts, model and the sizes a caller sets stay the caller's to set afterwards.
     public var settings: EditorSettings {
@@ -28,6 +32,14 @@ public enum EditorPreset: String, Sendable, CaseIterable {
             s.attentionReuse = 0
             s.inversionIterations = 1
             s.deepCacheInterval = 1
+            s.jointMargin = -1
+        case .noSavings:
+            s.mode = .baseline
+            s.ocdSampling = false
+            s.tomeRatio = 0
+            s.deepCacheInterval = 1
+            s.jointMargin = -1
+            s.decodeMargin = 2
         }
         return s
     }

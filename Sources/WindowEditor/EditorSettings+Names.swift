@@ -160,6 +160,10 @@ extension EditorSettings {
                  + "every step", \.preserveBackground),
             int("context-margin", "Margin in latent cells around the mask's box of the foreground crop", 0...64,
                 \.contextMargin),
+            int("joint-margin", "Margin in latent cells around the foreground crop that the joint steps compute "
+                + "(-1 = the whole frame)", -1...64, \.jointMargin),
+            int("decode-margin", "Margin in latent cells around the edit region's box that the VAE decodes", 0...64,
+                \.decodeMargin),
             double("tome-ratio", "Share of self-attention key/value tokens merged", 0...0.9, \.tomeRatio),
             double("tome-foreground-weight", "How strongly saliency protects foreground tokens from merging", 0...1,
                    \.tomeForegroundWeight),

@@ -79,9 +79,9 @@ public struct EditorSettings: Sendable, Equatable {
     public var attentionReuse: Double = 0
     /// `deep-cache-interval` (DeepCache, Ma et al. 2024): of every this many consecutive edit steps on one view (the
     /// crops, then the whole latent), the first runs the whole UNet and the others only its first down and last up
-    /// block on the first's deep features (UNetDeepFeatures); 1 = off. 3 edits as well as 1 on the shapes world and
-    /// steadier (README, "Against the reference").
-    public var deepCacheInterval: Int = 3
+    /// block on the first's deep features (UNetDeepFeatures); 1 = off. 6 (one full call per phase at the default 10
+    /// steps) edits as well as 1 on the shapes world and steadier (README, "Against the reference").
+    public var deepCacheInterval: Int = 6
     /// `blend-threshold` (mode=blended): share of the automatic mask's map at or above which a cell is in the mask:
     /// the guidance difference scaled per frame from its minimum to its peak (GuidanceDifferenceMask.swift), or,
     /// without guidance, the edited words' cross-attention over its peak after a 3×3 max-pool. The default is
@@ -96,6 +96,16 @@ public struct EditorSettings: Sendable, Equatable {
     /// region is already dilated by 1 + the feather, which is the crop's context (the crop takes any size: the UNet
     /// resizes odd sizes back as diffusers does).
     public var contextMargin: Int = 0
+    /// `joint-margin`: latent cells of context around the foreground crop that the joint steps (and the background's
+    /// inversion) compute; −1 = the whole frame. Outside the edit region the latent is the inverted trajectory at
+    /// every step and the composite keeps the input's bytes, so cells far from the crop only give it context. 1
+    /// edits as well as the whole frame on the shapes world (README, "Against the reference").
+    public var jointMargin: Int = 1
+    /// `decode-margin`: latent cells around the edit region's box that the VAE decodes with it. None by default:
+    /// the region is the mask dilated by 1 + the feather in latent cells, so the composite's soft edge stays more
+    /// than a cell inside the box, out of reach of the decoder's padding (eval: the same edits at 0 and 2, README
+    /// "Against the reference"); 2 decodes as before 2026-11-24.
+    public var decodeMargin: Int = 0
     /// `tome-ratio`: share of key/value tokens merged in self-attention.
     public var tomeRatio: Double = 0.5
     /// `tome-foreground-weight`: how strongly saliency protects foreground tokens from merging.

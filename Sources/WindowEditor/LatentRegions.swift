@@ -44,6 +44,14 @@ enum LatentRegions {
         }
     }
 
+    /// `box` grown by `margin` cells on every side as far as the latent allows, then moved back inside it (so the
+    /// result always contains `box`).
+    static func grow(_ box: LatentBox, by margin: Int, height h: Int, width w: Int) -> LatentBox {
+        let (bw, bh) = (min(w, box.width + 2 * margin), min(h, box.height + 2 * margin))
+        return LatentBox(x: min(max(0, box.x - margin), w - bw), y: min(max(0, box.y - margin), h - bh),
+                         width: bw, height: bh)
+    }
+
     /// x [F, C, h, w] → [F, C, bh, bw] cut at each frame's box.
     static func crop(_ x: Tensor, _ boxes: [LatentBox]) -> Tensor {
         let (f, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])

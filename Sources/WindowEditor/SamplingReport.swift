@@ -14,7 +14,9 @@ public struct SamplingReport: Sendable {
     public var mergedTokens = 0
     /// The foreground crop, as a share of the latent (1 = no crop).
     public var cropFraction = 1.0
-    /// Edit steps on the foreground crops, edit steps on the whole latent, UNet evaluations of the whole latent's
+    /// The part of the latent the joint steps compute (joint-margin), as a share of it (1 = the whole latent).
+    public var jointFraction = 1.0
+    /// Edit steps on the foreground crops, edit steps on the joint part, UNet evaluations of the joint part's
     /// inversion (the background's trajectory).
     public var foregroundSteps = 0, jointSteps = 0, backgroundInversionSteps = 0
     /// Share of the latent the method's automatic mask kept (before dilation); nil for methods without one (all but

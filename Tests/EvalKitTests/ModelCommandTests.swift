@@ -94,4 +94,50 @@ final class ModelCommandTests: XCTestCase {
                          "--output", dir.appendingPathComponent("out.safetensors").path],
                         ["error: unet: \(config.path): missing key 'block_out_channels'"])
     }
+
+    /// `ocdedit model reatco-grad`, the contract: the fixture's input gives the autograd reference's loss, gradient
+    /// and maps (Tests/Fixtures/make_gradient_fixtures.py); bad inputs are one-line errors.
+    func testReAtCoGradientContract() throws {
+        let reference = Self.root.appendingPathComponent("Tests/Fixtures/tiny-sd1/reference")
+        let input = reference.appendingPathComponent("reatco_grad_L0_in.safetensors")
+        let output = dir.appendingPathComponent("grad.safetensors")
+        let r = try run(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input", input.path,
+                         "--output", output.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try SafetensorsFile(url: output)
+        let expected = try SafetensorsFile(url: reference.appendingPathComponent("reatco_grad_L0_out.safetensors"))
+        for (name, tolerance) in [("loss", Float(1e-4)), ("grad", 1e-3), ("maps", 1e-4)] {
+            let (a, b) = (try got.tensor(name), try expected.tensor(name))
+            XCTAssertEqual(a.shape, b.shape, name)
+            var diff: Float = 0, scale: Float = 1e-12
+            for i in 0..<min(a.count, b.count) {
+                diff = max(diff, abs(a.data[i] - b.data[i]))
+                scale = max(scale, abs(b.data[i]))
+            }
+            XCTAssertLessThanOrEqual(diff / scale, tolerance, "\(name): relative max error \(diff / scale)")
+        }
+
+        let source = try SafetensorsFile(url: input)
+        func write(_ name: String, frames: Int = 3, regions: [Int] = [2, 3, 8, 12], tokens: [Int64] = [2, 5]) throws
+            -> String {
+            let url = dir.appendingPathComponent(name)
+            let sample = try source.tensor("sample"), ctx = try source.tensor("encoder_hidden_states")
+            try SafetensorsFile.write(["sample": sample.slice(first: 0, length: frames),
+                                       "timestep": Tensor(shape: [frames], repeating: 500),
+                                       "encoder_hidden_states": ctx.slice(first: 0, length: frames),
+                                       "regions": Tensor(shape: regions)],
+                                      int64: ["token_indices": ([tokens.count], tokens)], to: url)
+            return url.path
+        }
+        let out = output.path
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input",
+                         try write("one.safetensors", frames: 1, regions: [2, 1, 8, 12]), "--output", out],
+                        ["1 frame", "at least 2"])
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "1", "--input",
+                         try write("grid.safetensors"), "--output", out], ["regions [2, 3, 8, 12]", "[2, 3, 4, 6]"])
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "2", "--input",
+                         try write("level.safetensors"), "--output", out], ["--level 2", "levels 0 to 1"])
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input",
+                         try write("bos.safetensors", tokens: [0, 5]), "--output", out], ["token index 0"])
+    }
 }

@@ -220,7 +220,8 @@ final class DiffusionEditorTests: XCTestCase {
         var reports: [EditMode: SamplingReport] = [:]
         for mode in [EditMode.baseline, .ocd] {
             let editor = try DiffusionWindowEditor(pipeline: pipe, settings: settings {
-                $0.mode = mode; $0.processingSize = 128; $0.contextMargin = 2; $0.crossFrame = .all
+                // The whole frame in the joint steps: its layers have the ≥ 256 tokens per frame merging needs.
+                $0.mode = mode; $0.processingSize = 128; $0.contextMargin = 2; $0.crossFrame = .all; $0.jointMargin = -1
             })
             _ = try editor.edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
             reports[mode] = editor.lastReport.sampling
@@ -264,6 +265,31 @@ final class DiffusionEditorTests: XCTestCase {
             }.max() ?? 0
             XCTAssertGreaterThan(diff, 0, "interval \([1, 2, 3][i]) changed nothing")
         }
+    }
+
+    /// joint-margin m ≥ 0: the background's inversion and the joint steps compute the crops grown by m cells, not
+    /// the whole latent (fewer token-steps, other bytes inside, the input's outside the feathered mask, which
+    /// testBackgroundBytesUnchanged checks at the defaults); −1 is the whole latent.
+    func testJointMargin() throws {
+        let pipe = try model()
+        let w = Self.window(frames: 2, width: 128, height: 96, radius: 12)
+        var outputs: [[Frame]] = [], reports: [SamplingReport] = []
+        for margin in [-1, 1, 64] {
+            let editor = try DiffusionWindowEditor(pipeline: pipe, settings: settings {
+                $0.processingSize = 128; $0.jointMargin = margin
+            })
+            outputs.append(try editor.edit(frames: w.frames, masks: w.masks, isCancelled: Self.never))
+            reports.append(editor.lastReport.sampling)
+        }
+        XCTAssertEqual(reports[0].jointFraction, 1)
+        XCTAssertLessThan(reports[1].jointFraction, 1)
+        XCTAssertGreaterThan(reports[1].jointFraction, reports[1].cropFraction)
+        XCTAssertLessThan(reports[1].unetTokenSteps, reports[0].unetTokenSteps)
+        XCTAssertEqual(reports[1].foregroundSteps, reports[0].foregroundSteps)
+        XCTAssertNotEqual(outputs[1], outputs[0], "a margin of 1 computed the same as the whole latent")
+        // A margin past the latent's edges is the whole latent: the same bytes as −1.
+        XCTAssertEqual(reports[2].jointFraction, 1)
+        XCTAssertEqual(outputs[2], outputs[0])
     }
 
     func testCancellationStopsTheEdit() throws {

@@ -107,6 +107,7 @@ final class EditorSettingsNamesTests: XCTestCase {
         XCTAssertFalse(r.preserveBackground)
         XCTAssertEqual(r.attentionReuse, 0)
         XCTAssertEqual(r.deepCacheInterval, 1)
+        XCTAssertEqual(r.jointMargin, -1)
         var changed: Set<String> = []
         for f in EditorSettings.fields {
             var s = defaults
@@ -114,6 +115,14 @@ final class EditorSettingsNamesTests: XCTestCase {
             if f.value(in: r) != f.value(in: defaults) { changed.insert(f.name) }
         }
         XCTAssertEqual(changed, ["mode", "steps", "strength", "guidance-scale", "negative-from-source",
-                                 "deep-cache-interval", "preserve-background"])
+                                 "deep-cache-interval", "preserve-background", "joint-margin"])
+        // no-savings: the defaults at the same steps with every saving off, nothing else.
+        let n = EditorPreset.noSavings.settings
+        let savings = EditorSettings.fields.filter { $0.value(in: n) != $0.value(in: defaults) }.map(\.name)
+        XCTAssertEqual(Set(savings), ["mode", "ocd-sampling", "tome-ratio", "deep-cache-interval", "joint-margin",
+                                      "decode-margin"])
+        XCTAssertEqual(n.mode, .baseline)
+        XCTAssertEqual(n.deepCacheInterval, 1)
+        XCTAssertEqual(n.jointMargin, -1)
     }
 }

@@ -10,6 +10,8 @@ final class OCDMethod: EditMethod {
         /// Share of the edit steps run on the crops.
         var blendStep: Double
         var contextMargin: Int
+        /// Cells around the crops that the joint steps compute; −1 = the whole latent.
+        var jointMargin: Int
         /// UNet evaluations of the background's inversion; 0 = one per step.
         var backgroundSteps: Int
         /// nil when tome-ratio is 0.
@@ -24,6 +26,7 @@ final class OCDMethod: EditMethod {
             objectCentricSampling = settings.ocdSampling
             blendStep = settings.blendStep
             contextMargin = settings.contextMargin
+            jointMargin = settings.jointMargin
             backgroundSteps = settings.backgroundSteps
             merging = settings.tomeRatio > 0 ? SaliencyMergedKeyValues.Config(settings) : nil
             cropMultiple = settings.windowOverlap > 0 ? 4 : 1
@@ -49,6 +52,10 @@ final class OCDMethod: EditMethod {
         let cropSteps = min(n, max(0, Int((Double(n) * config.blendStep).rounded())))
         let wholeSteps = n - cropSteps
         var plan = SamplingPlan(crops: boxes, cropSteps: cropSteps)
+        if config.jointMargin >= 0 {
+            let joint = boxes.map { LatentRegions.grow($0, by: config.jointMargin, height: h, width: w) }
+            if joint[0].area < h * w { plan.jointBoxes = joint }
+        }
         // φ = whole steps / background-steps: the UNet runs at every φ-th inversion step of the background.
         if config.backgroundSteps > 0 && config.backgroundSteps < wholeSteps {
             let k = config.backgroundSteps

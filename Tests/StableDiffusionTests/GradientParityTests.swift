@@ -1,0 +1,50 @@
+import XCTest
+import StableDiffusion
+import TensorKernels
+
+/// ∂loss/∂sample through the UNet's cross-attention maps against PyTorch autograd through diffusers' UNet
+/// (Tests/Fixtures/make_gradient_fixtures.py): a loss linear in every map of a level, Σ_i Σ w_i ⊙ P_i, on the SD1-
+/// and SD2-style tiny models (3 frames at 8×12, one timestep each), at both levels of their two blocks.
+final class GradientParityTests: XCTestCase {
+    func testMapGradientMatchesAutograd() throws {
+        for model in ["tiny-sd1", "tiny-sd2"] {
+            let unet = try UNet2DConditionModel(folder: Fixtures.url("\(model)/unet"))
+            let weights = BackwardWeights()
+            for level in 0..<2 {
+                let input = try Fixtures.tensors("\(model)/reference/grad_maps_L\(level)_in.safetensors")
+                let expected = try Fixtures.tensors("\(model)/reference/grad_maps_L\(level)_out.safetensors")
+                let names = unet.crossAttentionLayerNames(level: level)
+                let mapWeights = try names.indices.map { try input.tensor("weights_\($0)") }
+                let result = unet.crossAttentionGradient(
+                    try input.tensor("sample"), timesteps: try input.tensor("timestep").array,
+                    encoderHiddenStates: try input.tensor("encoder_hidden_states"), level: level, weights: weights
+                ) { maps in
+                    XCTAssertEqual(maps.names, names)
+                    XCTAssertEqual(maps.probabilities.map(\.shape), mapWeights.map(\.shape), "\(model) L\(level)")
+                    var loss: Float = 0
+                    for (p, w) in zip(maps.probabilities, mapWeights) {
+                        for i in 0..<p.count { loss += p.data[i] * w.data[i] }
+                    }
+                    return (loss, mapWeights)
+                }
+                let what = "\(model) level \(level) (\(names.count) maps)"
+                let referenceLoss = try expected.tensor("loss").array[0]
+                XCTAssertEqual(result.loss, referenceLoss, accuracy: 1e-3 * max(1, abs(referenceLoss)), what)
+                let error = relativeMaxError(result.gradient, try expected.tensor("grad"))
+                XCTAssertLessThanOrEqual(error, 1e-3, "\(what): gradient relative max error \(error)")
+            }
+        }
+    }
+
+    /// The level's layers: SD 1.x's tiny model has cross-attention in down_blocks.0 and up_blocks.1 (level 0) and
+    /// in the mid block (level 1, whose down and up blocks have none).
+    func testLevelLayers() throws {
+        let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
+        XCTAssertEqual(unet.crossAttentionLayerNames(level: 0),
+                       ["down_blocks.0.attentions.0.transformer_blocks.0.attn2",
+                        "up_blocks.1.attentions.0.transformer_blocks.0.attn2",
+                        "up_blocks.1.attentions.1.transformer_blocks.0.attn2"])
+        XCTAssertEqual(unet.crossAttentionLayerNames(level: 1),
+                       ["mid_block.attentions.0.transformer_blocks.0.attn2"])
+    }
+}
