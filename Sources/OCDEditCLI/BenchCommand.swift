@@ -13,11 +13,13 @@ struct BenchCommand: ParsableCommand {
                       GradientBench.self])
 }
 
-/// Peak resident memory of this process (VmHWM), bytes.
+/// Peak resident memory of this process (VmHWM), bytes. The line is "VmHWM:<tab><value> kB" with the value padded
+/// to 8 columns by spaces: from 10⁷ kB (9.5 GiB) on there is no space, so fields are split on tabs and spaces alike.
 func peakRSSBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        return (Int(fields.dropFirst().first ?? "0") ?? 0) * 1024
     }
     return 0
 }
@@ -370,7 +372,12 @@ struct EditBench: ParsableCommand {
                          Double(other.report.unetTokenSteps) / Double(measured.report.unetTokenSteps),
                          100 * actualCoverage))
         }
-        if let compare { against(compare, prefix: "reference") } else { against("baseline", prefix: "baseline") }
+        // The JSON names the compared run by its preset: reference_seconds, no_savings_seconds, … (or baseline_…).
+        if let compare {
+            against(compare, prefix: compare.replacingOccurrences(of: "-", with: "_"))
+        } else {
+            against("baseline", prefix: "baseline")
+        }
         printJSON(json)
     }
 }

@@ -5,7 +5,8 @@
 //   2. Per word j (its token t_j): a_j = A[…, t_j] over (frame, h, w), smoothed by a 3×3×3 Gaussian (taps
 //      e⁻¹ : 1 : e⁻¹, i.e. 0.2119 / 0.5761 / 0.2119, separable, reflect padding): the map m_j.
 //   3. fg_j = mean over frames of the mean of the top k of m_j·M_j, k = max(1, ⌊0.2 · cells of M_j⌋);
-//      bg_j the same over 1 − M_j; loss = Σ_j max(0, 1 − fg_j) + Σ_j max(0, bg_j).
+//      bg_j the same over 1 − M_j; loss = Σ_j max(0, 1 − fg_j) + Σ_j max(0, bg_j) (the first sum only with
+//      `foregroundOnly`, as ReAtCo's refinement iterations use it).
 // The reference (autograd through diffusers' UNet) is Tests/Fixtures/make_gradient_fixtures.py.
 import Foundation
 import StableDiffusion
@@ -17,11 +18,14 @@ public struct ReAtCoAttentionLoss: Sendable {
     /// Per word, per frame: its region on the level's grid (h·w cells, row-major, 1 inside, 0 outside).
     public let regions: [[[Float]]]
 
-    public init(tokenIndices: [Int], regions: [[[Float]]]) {
+    /// Only the foreground terms Σ_j max(0, 1 − fg_j) (ReAtCo's Attend-and-Excite refinement).
+    public var foregroundOnly = false
+
+    public init(tokenIndices: [Int], regions: [[[Float]]], foregroundOnly: Bool = false) {
         precondition(tokenIndices.count == regions.count, "ReAtCo loss: \(tokenIndices.count) words, "
                          + "\(regions.count) regions")
         precondition(tokenIndices.allSatisfy { (1...75).contains($0) }, "ReAtCo loss: token indices \(tokenIndices)")
-        (self.tokenIndices, self.regions) = (tokenIndices, regions)
+        (self.tokenIndices, self.regions, self.foregroundOnly) = (tokenIndices, regions, foregroundOnly)
     }
 
     public struct Result {
@@ -30,6 +34,8 @@ public struct ReAtCoAttentionLoss: Sendable {
         public let probabilityGradients: [Tensor]
         /// Per word, per frame: the smoothed map m_j (h·w cells).
         public let maps: [[[Float]]]
+        /// Per word: fg_j, the mean over frames of its region's top-k mean.
+        public let foregroundScores: [Float]
     }
 
     /// Tokens kept from the context: 1…75.
@@ -70,13 +76,14 @@ public struct ReAtCoAttentionLoss: Sendable {
         var ds = [Float](repeating: 0, count: s.count)
         var loss: Float = 0
         var smoothedMaps: [[[Float]]] = []
+        var foregroundScores: [Float] = []
         for (j, token) in tokenIndices.enumerated() {
             var a = [Float](repeating: 0, count: frames * cells)
             for r in 0..<(frames * cells) { a[r] = s[r * kept + token - 1] }
             let m = shape.smooth(a)
             smoothedMaps.append((0..<frames).map { Array(m[($0 * cells)..<(($0 + 1) * cells)]) })
             var dm = [Float](repeating: 0, count: m.count)
-            for inside in [true, false] {
+            for inside in foregroundOnly ? [true] : [true, false] {
                 var score: Float = 0
                 var picked: [[Int]] = []
                 for f in 0..<frames {
@@ -88,6 +95,7 @@ public struct ReAtCoAttentionLoss: Sendable {
                     score += top.reduce(0) { $0 + values[$1] } / Float(k) / Float(frames)
                     picked.append(top)
                 }
+                if inside { foregroundScores.append(score) }
                 // loss += max(0, 1 − fg) or max(0, bg): the slope is −1 or +1 where the hinge is active.
                 let slope: Float = inside ? (1 - score > 0 ? -1 : 0) : (score > 0 ? 1 : 0)
                 loss += inside ? max(0, 1 - score) : max(0, score)
@@ -118,7 +126,7 @@ public struct ReAtCoAttentionLoss: Sendable {
             for t in 0..<kept { row[t] = dz[src + t] }
         } } }
         return Result(loss: loss, probabilityGradients: layers.indices.map { $0 == 0 ? gradient : gradient.copy() },
-                      maps: smoothedMaps)
+                      maps: smoothedMaps, foregroundScores: foregroundScores)
     }
 }
 

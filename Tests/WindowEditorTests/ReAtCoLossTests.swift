@@ -95,3 +95,48 @@ private func relativeMaxError(_ a: Tensor, _ b: Tensor) -> Float {
     for i in 0..<a.count { diff = max(diff, abs(a.data[i] - b.data[i])); scale = max(scale, abs(b.data[i])) }
     return diff / max(scale, 1e-12)
 }
+
+/// RAD (AttentionRefocusing): its updates lower ReAtCo's loss, and its refinement loop runs where the schedule says.
+final class AttentionRefocusingTests: XCTestCase {
+    func refocusing(steps: Int, refinementIterations: Int) throws -> (AttentionRefocusing, Tensor) {
+        let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
+        let (frames, h, w) = (3, 8, 12)
+        let regions: [[[Float]]] = [0, 1].map { word in
+            Array(repeating: (0..<(h * w)).map { ($0 % w < w / 2) == (word == 0) ? 1 : 0 }, count: frames)
+        }
+        let config = AttentionRefocusing.Config(share: 0.5, scale: 1e4, refinementIterations: refinementIterations,
+                                                level: 0)
+        let r = AttentionRefocusing(config: config, unet: unet, weights: BackwardWeights(),
+                                    context: Tensor.randomNormal(shape: [frames, 77, 32], seed: 71),
+                                    loss: ReAtCoAttentionLoss(tokenIndices: [2, 5], regions: regions), steps: steps)
+        return (r, Tensor.randomNormal(shape: [frames, 4, h, w], seed: 70))
+    }
+
+    func testUpdatesLowerTheLoss() throws {
+        let (refocusing, start) = try refocusing(steps: 10, refinementIterations: 0)
+        XCTAssertEqual(refocusing.refocusedSteps, 5)
+        var latent = start, losses: [Float] = []
+        for i in 0..<10 {
+            let r = try refocusing(latent, editStep: i, timestep: 500)
+            XCTAssertEqual(r.losses.count, i < 5 ? 1 : 0, "step \(i)")
+            latent = r.latent
+            losses += r.losses
+        }
+        losses.append(refocusing.gradient(latent, timestep: 500).loss)
+        print("RAD losses: \(losses)")
+        for (before, after) in zip(losses, losses.dropFirst()) { XCTAssertLessThan(after, before) }
+        XCTAssertLessThan(losses.last!, losses.first! - 1e-3)
+        XCTAssertEqual(refocusing.stepSize(0), 1e4)
+        XCTAssertEqual(refocusing.stepSize(9), 1e4 * Float(0.5).squareRoot(), accuracy: 0.1)
+    }
+
+    /// At 0 %, 20 % and 40 % of the steps the foreground-only loop runs first, at most refinement-iterations times
+    /// (the tiny model's words stay far below every threshold, so it runs them all).
+    func testRefinementSteps() throws {
+        let (refocusing, start) = try refocusing(steps: 10, refinementIterations: 2)
+        XCTAssertEqual((0..<10).compactMap { refocusing.refinementThreshold($0) }, [0.05, 0.5, 0.8])
+        XCTAssertEqual(refocusing.refinementThreshold(2), 0.5)
+        XCTAssertEqual(try refocusing(start, editStep: 0, timestep: 500).losses.count, 3)
+        XCTAssertEqual(try refocusing(start, editStep: 1, timestep: 500).losses.count, 1)
+    }
+}
