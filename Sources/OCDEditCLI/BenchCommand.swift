@@ -165,9 +165,15 @@ struct GradientBench: ParsableCommand {
     @Option(help: "Timed gradients (the first also builds the Winograd input-gradient weights).") var repeats = 2
 
     func run() throws {
+        guard (0...2).contains(level), repeats >= 1, size >= 64, size % 8 == 0 else {
+            throw ValidationError("--level 0…2 (the SD 1.5 levels with cross-attention), --repeats ≥ 1, --size a "
+                                  + "multiple of 8 from 64")
+        }
         var unet: UNet2DConditionModel!
         let build = try seconds { unet = try sd15UNet() }
-        let latent = size / 8, grid = latent >> level
+        let latent = size / 8
+        var grid = latent
+        for _ in 0..<level { grid = (grid + 1) / 2 }   // the UNet's downsamplers round up
         let x = Tensor.randomNormal(shape: [frames, 4, latent, latent], seed: 3)
         let ctx = Tensor.randomNormal(shape: [frames, 77, 768], seed: 4)
         let times = Array(repeating: Float(500), count: frames)

@@ -103,6 +103,13 @@ struct ReAtCoGradientRun: ParsableCommand {
             guard (0..<blocks).contains(level) else {
                 throw ModelError("--level \(level): this UNet has levels 0 to \(blocks - 1)")
             }
+            guard !unet.crossAttentionLayerNames(level: level).isEmpty else {
+                throw ModelError("--level \(level): this UNet has no cross-attention layers at that level")
+            }
+            guard ctx.shape[1] == 77 else {
+                throw ModelError("\(input): encoder_hidden_states has \(ctx.shape[1]) tokens; the loss reads tokens "
+                                     + "1…75 of a 77-token context")
+            }
             let (f, h, w) = (sample.shape[0], sample.shape[2], sample.shape[3])
             var (mh, mw) = (h, w)
             for _ in 0..<level { (mh, mw) = ((mh + 1) / 2, (mw + 1) / 2) }
@@ -113,6 +120,9 @@ struct ReAtCoGradientRun: ParsableCommand {
             }
             if let bad = tokens.first(where: { !(1...75).contains($0) }) {
                 throw ModelError("\(input): token index \(bad) is outside 1…75 (the start token is 0)")
+            }
+            if let bad = regions.array.first(where: { $0 != 0 && $0 != 1 }) {
+                throw ModelError("\(input): regions hold \(bad); they must be 0 or 1")
             }
             let cells = mh * mw
             let loss = ReAtCoAttentionLoss(tokenIndices: tokens, regions: tokens.indices.map { j in

@@ -213,6 +213,7 @@ extension Ops {
         precondition(dO.map { $0.shape == q.shape } ?? true, "attentionGradients: dO \(dO!.shape)")
         precondition(dP.map { $0.shape == [b, heads, nq, nk] } ?? true, "attentionGradients: dP \(dP!.shape)")
         let scale = 1 / Float(d).squareRoot()
+        _ = blasSingleThreaded   // sgemm runs inside the parallel tasks below
         let dq = Tensor(shape: q.shape)
         let dk = keyValueGradients ? Tensor(shape: k.shape) : nil
         let dv = keyValueGradients ? Tensor(shape: v.shape) : nil
@@ -293,9 +294,11 @@ extension WinogradWeight {
     public func inputGradientWeight() -> WinogradWeight {
         let (o, c) = (outChannels, inChannels)
         let w = spatialWeight(), flipped = Tensor(uninitializedShape: [c, o, 3, 3])
-        for oc in 0..<o { for ic in 0..<c { for i in 0..<9 {
-            flipped.data[(ic * o + oc) * 9 + i] = w.data[(oc * c + ic) * 9 + 8 - i]
-        } } }
+        withExtendedLifetime(w) {
+            for oc in 0..<o { for ic in 0..<c { for i in 0..<9 {
+                flipped.data[(ic * o + oc) * 9 + i] = w.data[(oc * c + ic) * 9 + 8 - i]
+            } } }
+        }
         return WinogradWeight(flipped)
     }
 }

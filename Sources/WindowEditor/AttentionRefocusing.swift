@@ -1,6 +1,7 @@
-// ReAtCo's Re-Attentional Diffusion (RAD) update, the part of mode=reatco that moves each word's object into its
-// region (docs/methods.md, "ReAtCo"): before each of the first `share` of the edit steps, the window's latents step
-// down the gradient of ReAtCoAttentionLoss through a conditional UNet call (target prompt, no guidance):
+// ReAtCo's Re-Attentional Diffusion (RAD) update, which mode=reatco (not built yet) will use to move each word's
+// object into its region (docs/methods.md, "ReAtCo"): before each of the first `share` of the edit steps, the
+// window's latents step down the gradient of ReAtCoAttentionLoss through a conditional UNet call (target prompt, no
+// guidance):
 //   x ← x − α_i·∇ₓ loss,  α_i = scale·√(linspace(1, 0.5, steps)[i])        (ReAtCo: scale 20, 25 of 50 steps)
 // and at 0 %, 20 % and 40 % of the steps (ReAtCo's steps 0, 10 and 20 of 50), before that update, an Attend-and-Excite
 // loop on the foreground term alone until every word's fg reaches 0.05, 0.5 and 0.8 (at most `refinementIterations`
@@ -40,10 +41,11 @@ struct AttentionRefocusing {
         return Float(config.scale * (1 - 0.5 * fraction).squareRoot())
     }
 
-    /// The foreground score every word must reach before edit step `i`, if `i` is a refinement step.
+    /// The foreground score every word must reach before edit step `i`, if `i` is a refinement step (where few steps
+    /// put two refinements on one step, the higher threshold).
     func refinementThreshold(_ i: Int) -> Float? {
         guard config.refinementIterations > 0 else { return nil }
-        return Self.refinements.first { Int((Double(steps) * $0.share).rounded()) == i }?.threshold
+        return Self.refinements.last { Int((Double(steps) * $0.share).rounded()) == i }?.threshold
     }
 
     /// ∂loss/∂x at `timestep`, with the loss's value and each word's foreground score.

@@ -39,14 +39,14 @@ typealias EditMethodMaker = (MethodWindow) -> any EditMethod
 struct SamplingPlan {
     /// One box per frame, all of one size (the window stays one batch), or nil: every step computes the whole latent.
     var crops: [LatentBox]? = nil
-    /// With crops: the first edit steps, and the inversion steps above the whole latent's last level, compute the
-    /// crops only; the whole latent is inverted to that level (the background's trajectory) and denoised jointly
-    /// from the pasted crops on.
+    /// With crops: the first edit steps, and the inversion steps above the joint part's last level, compute the
+    /// crops only; the joint part (`jointBoxes`) is inverted to that level (the background's trajectory) and
+    /// denoised jointly from the pasted crops on.
     var cropSteps = 0
     /// With crops: the part of the latent the background's inversion and the joint steps compute, one box per frame
     /// holding that frame's crop (the latent outside it stays the input's), or nil: the whole latent.
     var jointBoxes: [LatentBox]? = nil
-    /// Inversion steps of the whole latent at which the UNet runs; the others reuse its last prediction (and skip the
+    /// Inversion steps of the joint part at which the UNet runs; the others reuse its last prediction (and skip the
     /// fixed-point iterations). nil: every step.
     var backgroundUNetSteps: Set<Int>? = nil
 }

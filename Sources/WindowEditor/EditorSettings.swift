@@ -78,7 +78,7 @@ public struct EditorSettings: Sendable, Equatable {
     /// (SelfAttentionMapReuse.swift); 0 = off.
     public var attentionReuse: Double = 0
     /// `deep-cache-interval` (DeepCache, Ma et al. 2024): of every this many consecutive edit steps on one view (the
-    /// crops, then the whole latent), the first runs the whole UNet and the others only its first down and last up
+    /// crops, then the joint part), the first runs the whole UNet and the others only its first down and last up
     /// block on the first's deep features (UNetDeepFeatures); 1 = off. 6 (one full call per phase at the default 10
     /// steps) edits as well as 1 on the shapes world and steadier (README, "Against the reference").
     public var deepCacheInterval: Int = 6
@@ -102,9 +102,9 @@ public struct EditorSettings: Sendable, Equatable {
     /// edits as well as the whole frame on the shapes world (README, "Against the reference").
     public var jointMargin: Int = 1
     /// `decode-margin`: latent cells around the edit region's box that the VAE decodes with it. None by default:
-    /// the region is the mask dilated by 1 + the feather in latent cells, so the composite's soft edge stays more
-    /// than a cell inside the box, out of reach of the decoder's padding (eval: the same edits at 0 and 2, README
-    /// "Against the reference"); 2 decodes as before 2026-11-24.
+    /// the region is the mask dilated by 1 + the feather in latent cells, so the composite's soft edge lies at least
+    /// a cell inside the box; the decoder's padding still reaches it, by measure harmlessly (eval at 0, 1 and 2:
+    /// edits as good, README "Against the reference"); 2 decodes as before 2026-11-24.
     public var decodeMargin: Int = 0
     /// `tome-ratio`: share of key/value tokens merged in self-attention.
     public var tomeRatio: Double = 0.5

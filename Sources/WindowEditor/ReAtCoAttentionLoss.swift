@@ -25,6 +25,7 @@ public struct ReAtCoAttentionLoss: Sendable {
         precondition(tokenIndices.count == regions.count, "ReAtCo loss: \(tokenIndices.count) words, "
                          + "\(regions.count) regions")
         precondition(tokenIndices.allSatisfy { (1...75).contains($0) }, "ReAtCo loss: token indices \(tokenIndices)")
+        precondition(regions.joined().joined().allSatisfy { $0 == 0 || $0 == 1 }, "ReAtCo loss: regions not 0/1")
         (self.tokenIndices, self.regions, self.foregroundOnly) = (tokenIndices, regions, foregroundOnly)
     }
 
@@ -90,7 +91,7 @@ public struct ReAtCoAttentionLoss: Sendable {
                     let region = regions[j][f]
                     let values = (0..<cells).map { m[f * cells + $0] * (inside ? region[$0] : 1 - region[$0]) }
                     let count = inside ? region.reduce(0, +) : Float(cells) - region.reduce(0, +)
-                    let k = max(1, Int((Self.topShare * Double(count)).rounded(.down)))
+                    let k = min(cells, max(1, Int((Self.topShare * Double(count)).rounded(.down))))
                     let top = Array(values.indices.sorted { values[$0] > values[$1] }.prefix(k))
                     score += top.reduce(0) { $0 + values[$1] } / Float(k) / Float(frames)
                     picked.append(top)

@@ -139,5 +139,20 @@ final class ModelCommandTests: XCTestCase {
                          try write("level.safetensors"), "--output", out], ["--level 2", "levels 0 to 1"])
         try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input",
                          try write("bos.safetensors", tokens: [0, 5]), "--output", out], ["token index 0"])
+        // Regions of other values than 0 and 1; a context of other than 77 tokens.
+        let twos = dir.appendingPathComponent("twos.safetensors")
+        try SafetensorsFile.write(["sample": try source.tensor("sample"), "timestep": try source.tensor("timestep"),
+                                   "encoder_hidden_states": try source.tensor("encoder_hidden_states"),
+                                   "regions": Tensor(shape: [2, 3, 8, 12], repeating: 2)],
+                                  int64: ["token_indices": ([2], [2, 5])], to: twos)
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input", twos.path,
+                         "--output", out], ["regions hold 2.0", "0 or 1"])
+        let short = dir.appendingPathComponent("short.safetensors")
+        try SafetensorsFile.write(["sample": try source.tensor("sample"), "timestep": try source.tensor("timestep"),
+                                   "encoder_hidden_states": Tensor(shape: [3, 10, 32]),
+                                   "regions": Tensor(shape: [2, 3, 8, 12])],
+                                  int64: ["token_indices": ([2], [2, 5])], to: short)
+        try assertError(["model", "reatco-grad", "--model", Self.model, "--level", "0", "--input", short.path,
+                         "--output", out], ["10 tokens", "77-token"])
     }
 }

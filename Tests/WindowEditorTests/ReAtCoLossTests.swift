@@ -140,3 +140,12 @@ final class AttentionRefocusingTests: XCTestCase {
         XCTAssertEqual(try refocusing(start, editStep: 1, timestep: 500).losses.count, 1)
     }
 }
+
+extension AttentionRefocusingTests {
+    /// Two steps put the 0 % and 20 % refinements on step 0: the higher threshold applies there.
+    func testFewStepsKeepTheHigherThreshold() throws {
+        let (refocusing, _) = try refocusing(steps: 2, refinementIterations: 1)
+        XCTAssertEqual(refocusing.refinementThreshold(0), 0.5)
+        XCTAssertEqual(refocusing.refinementThreshold(1), 0.8)
+    }
+}

@@ -3,6 +3,7 @@
 // first. Used for ∂loss/∂latent of losses on attention maps (mode=reatco). A step keeps only what its backward
 // needs (a norm's input, an attention's queries/keys/values); a linear layer or a convolution keeps nothing but
 // its weight.
+import Foundation
 import TensorKernels
 
 /// A value of a recorded forward pass and, in its `slot`, the loss's gradient with respect to it once the backward
@@ -231,13 +232,17 @@ final class GradientTape {
 }
 
 /// Input-gradient weights of a model's Winograd convolutions (their flipped, channel-swapped kernels), built on
-/// first use. Owned by the caller that runs gradients (the model never changes); one per model.
+/// first use. Owned by the caller that runs gradients (the model never changes); one per model; safe to share
+/// between threads.
 public final class BackwardWeights: @unchecked Sendable {
     private var built: [ObjectIdentifier: WinogradWeight] = [:]
+    private let lock = NSLock()
 
     public init() {}
 
     func inputGradient(of weight: WinogradWeight) -> WinogradWeight {
+        lock.lock()
+        defer { lock.unlock() }
         if let w = built[ObjectIdentifier(weight)] { return w }
         let w = weight.inputGradientWeight()
         built[ObjectIdentifier(weight)] = w

@@ -1,7 +1,9 @@
 // mode=ocd: Object-Centric Diffusion. Object-centric sampling: the first `blend-step` share of the edit runs on each
 // frame's foreground crop only, while the background follows its inverted trajectory (with `background-steps`, the
-// UNet runs at only that many of its inversion steps); from then on the whole latent is denoised jointly. Token
-// merging: self-attention keys/values merged within volumes of frames, foreground tokens protected by saliency.
+// UNet runs at only that many of its inversion steps); from then on the crops grown by `joint-margin` cells (the
+// whole latent at −1) are denoised jointly. Token merging: self-attention keys/values merged within volumes of
+// frames, foreground tokens protected by saliency (layers of at least 256 tokens per frame: the small joint boxes of
+// a small latent may have none).
 
 final class OCDMethod: EditMethod {
     struct Config {
