@@ -37,14 +37,29 @@ extension Ops {
             }
             return dx
         }
-        let col = Tensor(uninitializedShape: [kdim, plane])
-        for i in 0..<n {
-            gemm(weight.data, dy.data + i * o * plane, col.data, m: kdim, n: plane, k: o, transA: true)
-            let image = dx.data + i * c * h * w
-            Parallel.forEach(c) { ci in // each task writes its own channel plane
-                let d = image + ci * h * w
+        // Images per GEMM: as many as keep the column buffer under im2colChunkFloats, so a wide layer's weight is
+        // streamed once per chunk, not once per image (as the forward's im2col does). dy's planes are gathered
+        // [O, images·plane] for it.
+        let imagesPerChunk = max(1, min(n, im2colChunkFloats / max(kdim * plane, 1)))
+        let col = Tensor(uninitializedShape: [kdim, imagesPerChunk * plane])
+        let gathered = imagesPerChunk > 1 ? Tensor(uninitializedShape: [o, imagesPerChunk * plane]) : nil
+        var first = 0
+        while first < n {
+            let images = min(imagesPerChunk, n - first), cols = images * plane
+            var source = UnsafePointer(dy.data + first * o * plane)
+            if let gathered {
+                for i in 0..<images { for oc in 0..<o {
+                    (gathered.data + oc * cols + i * plane).update(from: dy.data + ((first + i) * o + oc) * plane,
+                                                                   count: plane)
+                } }
+                source = UnsafePointer(gathered.data)
+            }
+            gemm(weight.data, source, col.data, m: kdim, n: cols, k: o, transA: true)
+            Parallel.forEach(images * c) { task in // each task writes its own channel plane
+                let (i, ci) = (task / c, task % c)
+                let d = dx.data + ((first + i) * c + ci) * h * w
                 for ky in 0..<kh { for kx in 0..<kw {
-                    let row = col.data + ((ci * kh + ky) * kw + kx) * plane
+                    let row = col.data + ((ci * kh + ky) * kw + kx) * cols + i * plane
                     for oy in 0..<oh {
                         let iy = oy * stride + ky - pad.top
                         guard iy >= 0 && iy < h else { continue }
@@ -55,6 +70,7 @@ extension Ops {
                     }
                 } }
             }
+            first += images
         }
         return dx
         }
@@ -270,24 +286,34 @@ extension WinogradWeight {
     /// G⁺ = [[1, 0, 0, 0], [−1, 2, 0, −1], [0, 0, 0, 1]] (G's first and last rows are g's first and last; its second
     /// is their mean with the middle). Exact up to rounding.
     public func spatialWeight() -> Tensor {
+        return Profiler.measure("backward weight") {
         let (o, c) = (outChannels, inChannels)
         let out = Tensor(uninitializedShape: [o, c, 3, 3])
-        let inverse: [[Float]] = [[1, 0, 0, 0], [-1, 2, 0, -1], [0, 0, 0, 1]]
+        let ud = u.data, od = out.data
         Parallel.forEach(o) { oc in
             for ic in 0..<c {
-                var t = [Float](repeating: 0, count: 12) // G⁺·U: 3×4
-                for i in 0..<3 { for j in 0..<4 {
-                    for l in 0..<4 { t[i * 4 + j] += inverse[i][l] * u.data[((l * 4 + j) * o + oc) * c + ic] }
-                } }
-                let dst = out.data + (oc * c + ic) * 9
-                for i in 0..<3 { for j in 0..<3 {
-                    var s: Float = 0
-                    for l in 0..<4 { s += t[i * 4 + l] * inverse[j][l] }
-                    dst[i * 3 + j] = s
-                } }
+                // U's 4×4 for this pair (stride o·c between its entries).
+                @inline(__always) func at(_ i: Int, _ j: Int) -> Float { ud[((i * 4 + j) * o + oc) * c + ic] }
+                // t = G⁺·U (3×4): rows U₀, 2U₁ − U₀ − U₃, U₃.
+                var t = SIMD16<Float>()
+                for j in 0..<4 {
+                    let (u0, u1, u3) = (at(0, j), at(1, j), at(3, j))
+                    t[j] = u0
+                    t[4 + j] = 2 * u1 - u0 - u3
+                    t[8 + j] = u3
+                }
+                // g = t·G⁺ᵀ (3×3): columns t₀, 2t₁ − t₀ − t₃, t₃.
+                let dst = od + (oc * c + ic) * 9
+                for i in 0..<3 {
+                    let (t0, t1, t3) = (t[i * 4], t[i * 4 + 1], t[i * 4 + 3])
+                    dst[i * 3] = t0
+                    dst[i * 3 + 1] = 2 * t1 - t0 - t3
+                    dst[i * 3 + 2] = t3
+                }
             }
         }
         return out
+        }
     }
 
     /// The Winograd weight whose convolution of dy is this one's input gradient: w̃[c, o, i, j] = w[o, c, 2−i, 2−j].

@@ -91,8 +91,18 @@ final class GradientTape {
         let (input, h, w) = (x.slot, x.shape[2], x.shape[3])
         switch layer.kernel {
         case .winograd(let weight):
-            let backwardWeight = weights.inputGradient(of: weight)
-            record(y) { input.accumulate(Ops.conv2dWinogradInputGradient($0, inputGradientWeight: backwardWeight)) }
+            if let backwardWeight = weights.inputGradient(of: weight) {
+                record(y) {
+                    input.accumulate(Ops.conv2dWinogradInputGradient($0, inputGradientWeight: backwardWeight))
+                }
+            } else {
+                // A wide layer: its 3×3 weight rebuilt from the Winograd domain for this call only (cheap beside
+                // the product, and nothing kept), then im2col's input gradient.
+                record(y) {
+                    input.accumulate(Ops.conv2dInputGradient($0, weight: weight.spatialWeight(), inputHeight: h,
+                                                             inputWidth: w, stride: 1, pad: (1, 1, 1, 1)))
+                }
+            }
         case .im2col(let weight):
             let (stride, pad) = (layer.stride, layer.pad)
             record(y) {
@@ -232,15 +242,19 @@ final class GradientTape {
 }
 
 /// Input-gradient weights of a model's Winograd convolutions (their flipped, channel-swapped kernels), built on
-/// first use. Owned by the caller that runs gradients (the model never changes); one per model; safe to share
-/// between threads.
+/// first use for layers of at most `maximumChannels` input and output channels. Wider layers hold most of the
+/// weights' bytes (SD 1.5: the 1280-channel ones, about 3 GB of copies) and run on few pixels, where im2col with the
+/// weight rebuilt per call costs little: they get nil. Owned by the caller that runs gradients (the model never
+/// changes); one per model; safe to share between threads.
 public final class BackwardWeights: @unchecked Sendable {
     private var built: [ObjectIdentifier: WinogradWeight] = [:]
     private let lock = NSLock()
+    public let maximumChannels: Int
 
-    public init() {}
+    public init(maximumChannels: Int = 640) { self.maximumChannels = maximumChannels }
 
-    func inputGradient(of weight: WinogradWeight) -> WinogradWeight {
+    func inputGradient(of weight: WinogradWeight) -> WinogradWeight? {
+        guard max(weight.inChannels, weight.outChannels) <= maximumChannels else { return nil }
         lock.lock()
         defer { lock.unlock() }
         if let w = built[ObjectIdentifier(weight)] { return w }
