@@ -117,6 +117,13 @@ func sd15UNet(seed: UInt64 = 0) throws -> UNet2DConditionModel {
     return try UNet2DConditionModel(config: c, weights: RandomWeights(seed: seed))
 }
 
+/// Seeded random UNet inputs for the SD 1.5 benchmarks: latents [batch, 4, latent, latent], a context
+/// [batch, 77, 768], timestep 500.
+func sd15Inputs(batch: Int, latent: Int) -> (sample: Tensor, context: Tensor, timesteps: [Float]) {
+    (Tensor.randomNormal(shape: [batch, 4, latent, latent], seed: 3),
+     Tensor.randomNormal(shape: [batch, 77, 768], seed: 4), Array(repeating: Float(500), count: batch))
+}
+
 /// Multiply-adds ×2 of the SD 1.5 UNet per batch item (docs/machine.md: 803 GFLOP at 64×64 latents, 180 at 32×32),
 /// scaled by token count between those points.
 func sd15UNetGFLOP(latent: Int) -> Double {
@@ -135,9 +142,7 @@ struct UNetBench: ParsableCommand {
         var unet: UNet2DConditionModel!
         let build = try seconds { unet = try sd15UNet() }
         let latent = size / 8
-        let x = Tensor.randomNormal(shape: [batch, 4, latent, latent], seed: 3)
-        let ctx = Tensor.randomNormal(shape: [batch, 77, 768], seed: 4)
-        let times = Array(repeating: Float(500), count: batch)
+        let (x, ctx, times) = sd15Inputs(batch: batch, latent: latent)
         Profiler.reset()
         let timings = (0..<repeats).map { _ in seconds { _ = unet(x, timesteps: times, encoderHiddenStates: ctx) } }
         let best = timings.min()!
@@ -171,12 +176,8 @@ struct GradientBench: ParsableCommand {
         }
         var unet: UNet2DConditionModel!
         let build = try seconds { unet = try sd15UNet() }
-        let latent = size / 8
-        var grid = latent
-        for _ in 0..<level { grid = (grid + 1) / 2 }   // the UNet's downsamplers round up
-        let x = Tensor.randomNormal(shape: [frames, 4, latent, latent], seed: 3)
-        let ctx = Tensor.randomNormal(shape: [frames, 77, 768], seed: 4)
-        let times = Array(repeating: Float(500), count: frames)
+        let latent = size / 8, grid = unet.crossAttentionGrid(level: level, height: latent, width: latent).height
+        let (x, ctx, times) = sd15Inputs(batch: frames, latent: latent)
         // Two words: the left and the right half of the grid.
         let regions: [[[Float]]] = [0, 1].map { word in
             Array(repeating: (0..<(grid * grid)).map { ($0 % grid < grid / 2) == (word == 0) ? 1 : 0 }, count: frames)

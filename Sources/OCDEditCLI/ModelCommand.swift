@@ -111,8 +111,7 @@ struct ReAtCoGradientRun: ParsableCommand {
                                      + "1…75 of a 77-token context")
             }
             let (f, h, w) = (sample.shape[0], sample.shape[2], sample.shape[3])
-            var (mh, mw) = (h, w)
-            for _ in 0..<level { (mh, mw) = ((mh + 1) / 2, (mw + 1) / 2) }
+            let (mh, mw) = unet.crossAttentionGrid(level: level, height: h, width: w)
             guard f >= 2 else { throw ModelError("\(input): sample has \(f) frame(s); the loss needs at least 2") }
             guard regions.shape == [tokens.count, f, mh, mw] else {
                 throw ModelError("\(input): regions \(regions.shape), expected [\(tokens.count), \(f), \(mh), \(mw)] "
@@ -124,10 +123,7 @@ struct ReAtCoGradientRun: ParsableCommand {
             if let bad = regions.array.first(where: { $0 != 0 && $0 != 1 }) {
                 throw ModelError("\(input): regions hold \(bad); they must be 0 or 1")
             }
-            let cells = mh * mw
-            let loss = ReAtCoAttentionLoss(tokenIndices: tokens, regions: tokens.indices.map { j in
-                (0..<f).map { Array(regions.array[((j * f + $0) * cells)..<((j * f + $0 + 1) * cells)]) }
-            })
+            let loss = ReAtCoAttentionLoss(tokenIndices: tokens, regions: regions)
             let start = Date()
             var maps: [[[Float]]] = []
             let result = unet.crossAttentionGradient(sample, timesteps: t.array, encoderHiddenStates: ctx,

@@ -201,10 +201,7 @@ extension Ops {
     /// copied.
     public static func upsampleNearestInputGradient(_ dy: Tensor, inputHeight h: Int, inputWidth w: Int) -> Tensor {
         let (b, c, oh, ow) = (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])
-        func sourceIndex(_ i: Int, _ input: Int, _ output: Int) -> Int {
-            min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
-        }
-        let rows = (0..<oh).map { sourceIndex($0, h, oh) }, cols = (0..<ow).map { sourceIndex($0, w, ow) }
+        let rows = nearestSources(input: h, output: oh), cols = nearestSources(input: w, output: ow)
         let dx = Tensor(shape: [b, c, h, w])
         Parallel.forEach(b * c) { bc in
             let s = dy.data + bc * oh * ow, d = dx.data + bc * h * w

@@ -34,6 +34,11 @@ extension Ops {
         upsampleNearest(x, height: 2 * x.shape[2], width: 2 * x.shape[3])
     }
 
+    /// For each of `output` cells, the input cell nearest-neighbour resizing copies: min(⌊i·input/output⌋, input − 1).
+    static func nearestSources(input: Int, output: Int) -> [Int] {
+        (0..<output).map { min(Int((Float($0) * (Float(input) / Float(output))).rounded(.down)), input - 1) }
+    }
+
     /// Nearest-neighbour resize of [B, C, H, W] to `height` × `width`, PyTorch's
     /// `F.interpolate(size:, mode="nearest")`: output row i reads input row min(⌊i·H/height⌋, H − 1) (exactly i/2
     /// when height = 2H). diffusers' UNet upsamples this way to the skip connection's size when the latent is not a
@@ -41,11 +46,7 @@ extension Ops {
     public static func upsampleNearest(_ x: Tensor, height oh: Int, width ow: Int) -> Tensor {
         return Profiler.measure("layout") {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        func sourceIndex(_ i: Int, _ input: Int, _ output: Int) -> Int {
-            min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
-        }
-        let cols = (0..<ow).map { sourceIndex($0, w, ow) }
-        let rows = (0..<oh).map { sourceIndex($0, h, oh) }
+        let cols = nearestSources(input: w, output: ow), rows = nearestSources(input: h, output: oh)
         let out = Tensor(uninitializedShape: [b, c, oh, ow])
         Parallel.forEach(b * c) { bc in
             let s = x.data + bc * h * w, d = out.data + bc * oh * ow

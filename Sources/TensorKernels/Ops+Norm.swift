@@ -62,6 +62,11 @@ extension Ops {
         }
     }
 
+    /// Softmax of each of `rows` consecutive rows of `length` floats, in place.
+    public static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, length: Int) {
+        for r in 0..<rows { softmaxRow(p + r * length, length) }
+    }
+
     @inline(__always)
     static func softmaxRow(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
         let m = maximum(p, n)

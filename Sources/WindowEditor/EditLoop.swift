@@ -177,7 +177,6 @@ private struct Trajectory {
     var latents: [Tensor]
 
     subscript(level: Int) -> Tensor { latents[level - firstLevel] }
-
     var last: Tensor { latents[latents.count - 1] }
 }
 

@@ -104,7 +104,7 @@ public struct EditorSettings: Sendable, Equatable {
     /// `decode-margin`: latent cells around the edit region's box that the VAE decodes with it. None by default:
     /// the region is the mask dilated by 1 + the feather in latent cells, so the composite's soft edge lies at least
     /// a cell inside the box; the decoder's padding still reaches it, by measure harmlessly (eval at 0, 1 and 2:
-    /// edits as good, README "Against the reference"); 2 decodes as before 2026-11-24.
+    /// edits as good, README "Against the reference"); 2 decodes as the editor did before this setting.
     public var decodeMargin: Int = 0
     /// `tome-ratio`: share of key/value tokens merged in self-attention.
     public var tomeRatio: Double = 0.5

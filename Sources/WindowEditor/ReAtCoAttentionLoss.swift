@@ -1,4 +1,4 @@
-// ReAtCo's attention loss (Re-Attentional Diffusion; github mdswyz/ReAtCo, pipeline_split_gen.py) on one level's
+// ReAtCo's attention loss (Re-Attentional Diffusion; docs/methods.md, "ReAtCo") on one level's
 // cross-attention probabilities, and its gradient with respect to them (the UNet's tape carries it on to the latent):
 //   1. A = the probabilities averaged over the level's layers and heads, tokens 1…75 (the start token dropped),
 //      × 100, softmax over those 75 tokens per cell.
@@ -27,6 +27,17 @@ public struct ReAtCoAttentionLoss: Sendable {
         precondition(tokenIndices.allSatisfy { (1...75).contains($0) }, "ReAtCo loss: token indices \(tokenIndices)")
         precondition(regions.joined().joined().allSatisfy { $0 == 0 || $0 == 1 }, "ReAtCo loss: regions not 0/1")
         (self.tokenIndices, self.regions, self.foregroundOnly) = (tokenIndices, regions, foregroundOnly)
+    }
+
+    /// `regions` as a tensor [K, F, mh, mw] (the component run's file).
+    public init(tokenIndices: [Int], regions: Tensor, foregroundOnly: Bool = false) {
+        precondition(regions.rank == 4 && regions.shape[0] == tokenIndices.count,
+                     "ReAtCo loss: regions \(regions.shape) for \(tokenIndices.count) words")
+        let (frames, cells) = (regions.shape[1], regions.shape[2] * regions.shape[3])
+        let values = regions.array
+        self.init(tokenIndices: tokenIndices, regions: tokenIndices.indices.map { j in
+            (0..<frames).map { f in Array(values[((j * frames + f) * cells)...].prefix(cells)) }
+        }, foregroundOnly: foregroundOnly)
     }
 
     public struct Result {
@@ -64,14 +75,8 @@ public struct ReAtCoAttentionLoss: Sendable {
             let dst = (f * cells + i) * kept
             for t in 0..<kept { s[dst + t] += row[t] * average }
         } } } }
-        for r in 0..<(frames * cells) {
-            let row = r * kept
-            var top = -Float.infinity
-            for t in 0..<kept { s[row + t] *= Self.sharpening; top = max(top, s[row + t]) }
-            var sum: Float = 0
-            for t in 0..<kept { s[row + t] = expf(s[row + t] - top); sum += s[row + t] }
-            for t in 0..<kept { s[row + t] /= sum }
-        }
+        for k in s.indices { s[k] *= Self.sharpening }
+        s.withUnsafeMutableBufferPointer { Ops.softmaxRows($0.baseAddress!, rows: frames * cells, length: kept) }
         // 2.–3. Per word: the smoothed map, its two scores and the gradient with respect to s.
         let shape = SmoothingShape(frames: frames, height: maps.height, width: maps.width)
         var ds = [Float](repeating: 0, count: s.count)

@@ -15,12 +15,8 @@ final class ReAtCoLossTests: XCTestCase {
                 let input = try SafetensorsFile(url: Fixtures.url("\(reference)_in.safetensors"))
                 let expected = try SafetensorsFile(url: Fixtures.url("\(reference)_out.safetensors"))
                 let regions = try input.tensor("regions")
-                let (words, frames, cells) = (regions.shape[0], regions.shape[1], regions.shape[2] * regions.shape[3])
-                let loss = ReAtCoAttentionLoss(
-                    tokenIndices: try input.int64s("token_indices").values.map { Int($0) },
-                    regions: (0..<words).map { j in
-                        (0..<frames).map { f in Array(regions.array[((j * frames + f) * cells)...].prefix(cells)) }
-                    })
+                let loss = ReAtCoAttentionLoss(tokenIndices: try input.int64s("token_indices").values.map { Int($0) },
+                                               regions: regions)
                 var maps: [[[Float]]] = []
                 let result = unet.crossAttentionGradient(
                     try input.tensor("sample"), timesteps: try input.tensor("timestep").array,

@@ -32,6 +32,14 @@ extension UNet2DConditionModel {
             + names(up[n - 1 - level].attentions)
     }
 
+    /// The latent grid of `level` for a latent of `height` × `width`: halved `level` times, rounding up as the
+    /// downsamplers do (stride 2, padding 1).
+    public func crossAttentionGrid(level: Int, height: Int, width: Int) -> (height: Int, width: Int) {
+        var (h, w) = (height, width)
+        for _ in 0..<level { (h, w) = ((h + 1) / 2, (w + 1) / 2) }
+        return (h, w)
+    }
+
     /// Runs `sample` [B, 4, h, w] forward as far as the last cross-attention layer of `level`, gives `loss` their
     /// probabilities, and returns its value and ∂loss/∂sample [B, 4, h, w]. `loss` returns one gradient per layer,
     /// shaped as its probabilities. `weights` keeps the input-gradient weights of the Winograd convolutions across
