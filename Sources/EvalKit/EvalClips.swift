@@ -3,7 +3,8 @@
 //   DIR/clip-0000/frames/0000.ppm   RGB frames, binary PPM (P6, maxval 255)
 //   DIR/clip-0000/masks/0000.pgm    mask of the edited object, binary PGM (P5), 0 or 255
 // clip.json keys read here: width, height, frames, source_prompt, target_prompt, edited_object, source_color,
-// target_color, palette {name: [r, g, b]}, objects [{displacements [[dx, dy] per frame]}]; others are ignored.
+// target_color, palette {name: [r, g, b]}, objects [{displacements [[dx, dy] per frame]}], and in layout clips
+// (world.py --layout: masks are label maps) region_words, region_colors, region_palette; others are ignored.
 import Foundation
 import WindowEditor
 
@@ -21,9 +22,17 @@ public struct ClipMetadata: Decodable, Sendable {
     public var sourceColor: String, targetColor: String
     public var palette: [String: [Int]]
     public var objects: [Object]
+    /// Layout clips (mode=reatco): per label v = 1, 2, …, the words of the target prompt asked for in that region and
+    /// their colour; the colours a region pixel's nearest colour is taken among. nil in colour-edit clips.
+    public var regionWords: [String]?, regionColors: [String]?
+    public var regionPalette: [String: [Int]]?
+
+    /// A layout clip: the masks are label maps of regions.
+    public var isLayout: Bool { regionWords != nil }
 
     enum CodingKeys: String, CodingKey {
         case width, height, frames, palette, objects
+        case regionWords = "region_words", regionColors = "region_colors", regionPalette = "region_palette"
         case sourcePrompt = "source_prompt", targetPrompt = "target_prompt", editedObject = "edited_object"
         case sourceColor = "source_color", targetColor = "target_color"
     }
@@ -48,6 +57,16 @@ public struct ClipMetadata: Decodable, Sendable {
         guard palette.values.allSatisfy({ $0.count == 3 }) else { throw fail("palette colours must be [r, g, b]") }
         for c in [sourceColor, targetColor] where palette[c] == nil {
             throw fail("colour '\(c)' is not in the palette (\(palette.keys.sorted().joined(separator: ", ")))")
+        }
+        if regionWords != nil || regionColors != nil || regionPalette != nil {
+            guard let words = regionWords, let colors = regionColors, let regionPalette,
+                  words.count == colors.count, !words.isEmpty, words.count < 256 else {
+                throw fail("a layout clip needs region_words and region_colors of one length and region_palette")
+            }
+            guard regionPalette.values.allSatisfy({ $0.count == 3 }) else {
+                throw fail("region_palette colours must be [r, g, b]")
+            }
+            for c in colors where regionPalette[c] == nil { throw fail("region colour '\(c)' is not in region_palette") }
         }
     }
 }

@@ -136,6 +136,11 @@ public enum EvalMetrics {
 ///   editor composited through (automatic mask ∩ the full frame it was given); nil in other modes.
 /// - `psnr`: 10·log10(255² / MSE) dB of output against input over every byte of every frame; nil when the output
 ///   equals the input exactly (infinite PSNR) or there is nothing to compare.
+/// Layout clips (mode=reatco's: label masks, ClipMetadata.isLayout) are scored by background_exact and psnr over
+/// the union of the regions as the mask, and instead of edit accuracy and warp error (nil there) by:
+/// - `region_accuracy`: share of frames in which every region with pixels has a majority of output pixels whose
+///   nearest colour (Euclidean RGB, among region_palette) is its word's colour;
+/// - `outside_psnr`: PSNR of output against input over the pixels outside every region (label 0).
 public struct EvalTally: Sendable {
     public var frames = 0
     public var scoredFrames = 0, accurateFrames = 0
@@ -144,6 +149,8 @@ public struct EvalTally: Sendable {
     public var boundaryWarpSum = 0.0, boundaryWarpCount = 0
     public var iouIntersection = 0, iouUnion = 0, iouFrames = 0
     public var squaredErrorSum = 0.0, squaredErrorCount = 0
+    public var regionFrames = 0, regionAccurateFrames = 0
+    public var outsideSquaredErrorSum = 0.0, outsideSquaredErrorCount = 0
     /// Wall-clock seconds of the edits (not the model load).
     public var seconds = 0.0
     /// False for runs that only measure fidelity (the VAE round trip): accuracy, background and warp are nil.
@@ -163,6 +170,10 @@ public struct EvalTally: Sendable {
             squaredErrorCount += e.count
         }
         guard measuresEdit else { return }
+        if clip.meta.isLayout {
+            addLayout(clip, outputs: outputs, threshold: threshold, feather: feather)
+            return
+        }
         var interiors: [[Bool]] = []
         for f in outputs.indices {
             let interior = EvalMetrics.interior(clip.masks[f], threshold: threshold)
@@ -196,6 +207,37 @@ public struct EvalTally: Sendable {
         }
     }
 
+    /// A layout clip's share: background_exact over the regions' union, region_accuracy and outside_psnr.
+    private mutating func addLayout(_ clip: EvalClip, outputs: [Frame], threshold: Int, feather: Int) {
+        let meta = clip.meta
+        let colors = meta.regionColors ?? [], palette = meta.regionPalette ?? [:]
+        for f in outputs.indices {
+            let labels = clip.masks[f].pixels
+            let union = Mask(width: clip.masks[f].width, height: clip.masks[f].height,
+                             pixels: labels.map { $0 >= 1 && Int($0) <= colors.count ? 255 : 0 })
+            let b = EvalMetrics.backgroundCounts(input: clip.frames[f], output: outputs[f], mask: union,
+                                                 threshold: threshold, feather: feather)
+            backgroundEqual += b.equal
+            backgroundPixels += b.total
+            var inRegion = [Int](repeating: 0, count: colors.count), right = inRegion
+            let (a, o) = (clip.frames[f].planes[0], outputs[f].planes[0])
+            for i in labels.indices {
+                let v = Int(labels[i])
+                if v == 0 {
+                    for c in 0..<3 { let d = Double(Int(a[3 * i + c]) - Int(o[3 * i + c])); outsideSquaredErrorSum += d * d }
+                    outsideSquaredErrorCount += 3
+                } else if v <= colors.count {
+                    inRegion[v - 1] += 1
+                    let rgb = (0..<3).map { Double(o[3 * i + $0]) }
+                    if EvalMetrics.nearestColor(rgb, palette: palette) == colors[v - 1] { right[v - 1] += 1 }
+                }
+            }
+            guard inRegion.contains(where: { $0 > 0 }) else { continue }
+            regionFrames += 1
+            if zip(inRegion, right).allSatisfy({ $0 == 0 || 2 * $1 > $0 }) { regionAccurateFrames += 1 }
+        }
+    }
+
     public mutating func merge(_ o: EvalTally) {
         frames += o.frames
         scoredFrames += o.scoredFrames; accurateFrames += o.accurateFrames
@@ -204,6 +246,8 @@ public struct EvalTally: Sendable {
         boundaryWarpSum += o.boundaryWarpSum; boundaryWarpCount += o.boundaryWarpCount
         iouIntersection += o.iouIntersection; iouUnion += o.iouUnion; iouFrames += o.iouFrames
         squaredErrorSum += o.squaredErrorSum; squaredErrorCount += o.squaredErrorCount
+        regionFrames += o.regionFrames; regionAccurateFrames += o.regionAccurateFrames
+        outsideSquaredErrorSum += o.outsideSquaredErrorSum; outsideSquaredErrorCount += o.outsideSquaredErrorCount
         seconds += o.seconds
         measuresEdit = measuresEdit && o.measuresEdit
     }
@@ -219,8 +263,13 @@ public struct EvalTally: Sendable {
         guard measuresEdit, iouFrames > 0 else { return nil }
         return iouUnion == 0 ? 1 : Double(iouIntersection) / Double(iouUnion)
     }
-    public var psnr: Double? {
-        guard squaredErrorCount > 0, squaredErrorSum > 0 else { return nil }
-        return 10 * log10(255 * 255 / (squaredErrorSum / Double(squaredErrorCount)))
+    public var psnr: Double? { Self.psnr(squaredErrorSum, squaredErrorCount) }
+    /// nil without layout clips.
+    public var regionAccuracy: Double? { measuresEdit ? Self.ratio(Double(regionAccurateFrames), regionFrames) : nil }
+    public var outsidePSNR: Double? { measuresEdit ? Self.psnr(outsideSquaredErrorSum, outsideSquaredErrorCount) : nil }
+
+    private static func psnr(_ sum: Double, _ count: Int) -> Double? {
+        guard count > 0, sum > 0 else { return nil }
+        return 10 * log10(255 * 255 / (sum / Double(count)))
     }
 }

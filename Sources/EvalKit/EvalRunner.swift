@@ -30,13 +30,15 @@ public struct EvalSummary: Sendable {
     public var tally = EvalTally()
 
     /// Keys: clips, frames, mode, edit_accuracy, background_exact, warp_error, boundary_warp_error, mask_iou, psnr,
-    /// seconds (metrics that do not apply are null).
+    /// region_accuracy, outside_psnr (layout clips), seconds (metrics that do not apply are null).
     public var json: String {
         JSONValue.object([
             ("clips", .int(clips)), ("frames", .int(tally.frames)), ("mode", .string(mode)),
             ("edit_accuracy", .number(tally.editAccuracy)), ("background_exact", .number(tally.backgroundExact)),
             ("warp_error", .number(tally.warpError)), ("boundary_warp_error", .number(tally.boundaryWarpError)),
-            ("mask_iou", .number(tally.maskIoU)), ("psnr", .number(tally.psnr)), ("seconds", .number(tally.seconds)),
+            ("mask_iou", .number(tally.maskIoU)), ("psnr", .number(tally.psnr)),
+            ("region_accuracy", .number(tally.regionAccuracy)), ("outside_psnr", .number(tally.outsidePSNR)),
+            ("seconds", .number(tally.seconds)),
         ])
     }
 }
@@ -45,7 +47,7 @@ public final class EvalRunner {
     public let pipeline: StableDiffusionPipeline
     public let configuration: EvalConfiguration
 
-    /// Checks the settings (the editor's own validation, e.g. its refusal of mode=reatco) and the window size.
+    /// Checks the settings (the editor's own validation) and the window size.
     public init(pipeline: StableDiffusionPipeline, configuration: EvalConfiguration) throws {
         try Self.validate(configuration)
         self.pipeline = pipeline
@@ -58,7 +60,12 @@ public final class EvalRunner {
             let r = WindowSizeSetting.range
             throw EvalError("window-size \(c.windowSize) is out of range \(r.lowerBound)…\(r.upperBound)")
         }
-        try DiffusionWindowEditor.validate(c.settings)
+        var settings = c.settings
+        // mode=reatco: a layout clip names its region words itself (settings(for:)); checked per clip.
+        if settings.mode == .reatco && settings.regionWords.isEmpty && settings.regions.isEmpty {
+            settings.regionWords = "word"
+        }
+        try DiffusionWindowEditor.validate(settings)
     }
 
     /// The settings a clip is edited with.
@@ -66,6 +73,10 @@ public final class EvalRunner {
         var s = configuration.settings
         s.sourcePrompt = clip.meta.sourcePrompt
         s.prompt = configuration.nullEdit ? clip.meta.sourcePrompt : clip.meta.targetPrompt
+        // A layout clip's label masks name the target prompt's words (mode=reatco; other modes get their union).
+        if s.mode == .reatco, let words = clip.meta.regionWords, s.regions.isEmpty {
+            s.regionWords = words.joined(separator: ",")
+        }
         return s
     }
 
@@ -84,7 +95,7 @@ public final class EvalRunner {
             let range = start..<min(clip.frames.count, start + c.windowSize)
             let frames = Array(clip.frames[range])
             let masks = blended ? frames.map { Mask.full(width: $0.width, height: $0.height) }
-                                : Array(clip.masks[range])
+                                : Array(clip.masks[range]).map { layoutMask($0, clip: clip, settings: s) }
             let context = overlap.context(for: frames, masks: masks, overlap: s.windowOverlap)
             let t0 = Date()
             let out = c.vaeRoundTrip ? try editor.vaeRoundTrip(frames: frames)
@@ -108,6 +119,14 @@ public final class EvalRunner {
                           to: folder.appendingPathComponent(clip.name))
         }
         return tally
+    }
+
+    /// A clip mask as the editor takes it: a layout clip's label map as it is for mode=reatco with region-words,
+    /// else the union of its regions as 0/255; other clips' masks as they are.
+    private func layoutMask(_ mask: Mask, clip: EvalClip, settings s: EditorSettings) -> Mask {
+        guard let words = clip.meta.regionWords, !(s.mode == .reatco && !s.regionWords.isEmpty) else { return mask }
+        return Mask(width: mask.width, height: mask.height,
+                    pixels: mask.pixels.map { $0 >= 1 && Int($0) <= words.count ? 255 : 0 })
     }
 
     /// Loads and evaluates every clip folder in order; `progress` sees each clip's own tally.

@@ -45,8 +45,16 @@ struct EvalCommand: ParsableCommand {
         clip mask over frames (null in other modes).
           psnr: dB, peak 255, of output vs input over whole frames (null when identical).
           seconds: wall-clock seconds of the edits, not the model load.
+        Layout clips (world.py --layout; mode=reatco's: label masks, each region asking for words of the target \
+        prompt) are scored by background_exact and psnr with the regions' union as the mask, and instead of \
+        edit_accuracy and warp errors (null there) by:
+          region_accuracy: share of frames in which every region has a majority of output pixels whose nearest \
+        colour (among the clip's region_palette) is its words' colour.
+          outside_psnr: dB of output vs input over the pixels outside every region.
+        mode=reatco reads a layout clip's label masks through region-words (set from the clip unless --regions is \
+        given); other modes get the regions' union as the mask.
         JSON keys: clips, frames, mode, edit_accuracy, background_exact, warp_error, boundary_warp_error, mask_iou, \
-        psnr, seconds.
+        psnr, region_accuracy, outside_psnr, seconds.
 
         Editor settings (the element's property names), as --name value or --name=value:
         \(SettingArguments.help(settingNames, defaultText: ["processing-size": nativeSizeText]))
@@ -58,8 +66,8 @@ struct EvalCommand: ParsableCommand {
             + "\(EditorPreset.names) (EditorPreset.swift; reference: FateZero's configuration, 50 + 50 steps at "
             + "guidance 7.5)."))
     var preset = EditorPreset.default.rawValue
-    @Option(help: ArgumentHelp("Editing method: ocd, baseline, blended, tokenflow (reatco: the editor refuses "
-            + "it). Default: the preset's (ocd; baseline in reference)."))
+    @Option(help: ArgumentHelp("Editing method: ocd, baseline, blended, tokenflow, reatco (layout clips). Default: "
+            + "the preset's (ocd; baseline in reference)."))
     var mode: String?
     @Option(help: "Frames per editor window (the element's window-size, \(windowSizeRange)).")
     var windowSize = WindowSizeSetting.defaultValue
@@ -112,11 +120,13 @@ struct EvalCommand: ParsableCommand {
             print("eval: \(folders.count) clip(s), preset \(preset), mode \(config.modeName), window \(windowSize), "
                   + "processing \(p.processingSize) px, \(p.steps) steps, strength \(p.strength), "
                   + "guidance \(p.guidanceScale), seed \(p.seed)" + (nullEdit ? ", null edit" : ""))
-            print(Self.row("clip", "frames", "edit-acc", "warp-err", "bnd-warp", "psnr-dB", "seconds"))
+            print(Self.row("clip", "frames", "edit-acc", "warp-err", "bnd-warp", "psnr-dB", "region-acc", "out-psnr",
+                           "seconds"))
             func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "-" }
             func line(_ name: String, _ t: EvalTally) -> String {
                 Self.row(name, "\(t.frames)", f(t.editAccuracy, "%.3f"), f(t.warpError, "%.3f"),
-                         f(t.boundaryWarpError, "%.3f"), f(t.psnr, "%.2f"), String(format: "%.1f", t.seconds))
+                         f(t.boundaryWarpError, "%.3f"), f(t.psnr, "%.2f"), f(t.regionAccuracy, "%.3f"),
+                         f(t.outsidePSNR, "%.2f"), String(format: "%.1f", t.seconds))
             }
             let summary = try runner.run(folders) { clip, t in
                 print(line(clip.name, t))
@@ -129,6 +139,6 @@ struct EvalCommand: ParsableCommand {
 
     static func row(_ name: String, _ cells: String...) -> String {
         name.padding(toLength: max(name.count, 16), withPad: " ", startingAt: 0)
-            + cells.map { String(repeating: " ", count: max(0, 10 - $0.count)) + $0 }.joined()
+            + cells.map { String(repeating: " ", count: max(0, 11 - $0.count)) + $0 }.joined()
     }
 }

@@ -1,5 +1,5 @@
-// ReAtCo's Re-Attentional Diffusion (RAD) update, which mode=reatco (not built yet) will use to move each word's
-// object into its region (docs/methods.md, "ReAtCo"): before each of the first `share` of the edit steps, the
+// ReAtCo's Re-Attentional Diffusion (RAD) update, which mode=reatco (Methods/ReAtCoMethod.swift) uses to move each
+// word's object into its region (docs/methods.md, "ReAtCo"): before each of the first `share` of the edit steps, the
 // window's latents step down the gradient of ReAtCoAttentionLoss through a conditional UNet call (target prompt, no
 // guidance):
 //   x ← x − α_i·∇ₓ loss,  α_i = scale·√(linspace(1, 0.5, steps)[i])        (ReAtCo: scale 20, 25 of 50 steps)

@@ -25,6 +25,9 @@ public final class DiffusionWindowEditor: WindowEditing {
     private let loopConfig: EditLoop.Config
     private let makeMethod: EditMethodMaker
     private var prompts: EncodedPrompts?
+    /// mode=reatco: which words go where, and each word's token positions in the target prompt.
+    private let regionLayout: RegionWords?
+    private let regionTokens: [[Int]]
 
     /// Loads the model folder of `settings.modelPath`; throws a ModelError a user can act on.
     public convenience init(settings: EditorSettings) throws {
@@ -39,6 +42,20 @@ public final class DiffusionWindowEditor: WindowEditing {
         self.settings = settings
         loopConfig = EditLoop.Config(settings)
         makeMethod = try EditMethodFactory.maker(for: settings)
+        regionLayout = try RegionWords(settings)
+        regionTokens = try regionLayout?.tokenPositions(prompt: settings.prompt ?? "",
+                                                        tokenizer: pipeline.tokenizer) ?? []
+        if regionLayout != nil && settings.refocusLevel >= 0 {
+            let unet = pipeline.unet
+            let levels = unet.config.blockOutChannels.count
+            guard settings.refocusLevel < levels,
+                  !unet.crossAttentionLayerNames(level: settings.refocusLevel).isEmpty else {
+                let valid = (0..<levels).filter { !unet.crossAttentionLayerNames(level: $0).isEmpty }
+                throw WindowEditError("refocus-level \(settings.refocusLevel): this model's levels with "
+                                      + "cross-attention are \(valid.map(String.init).joined(separator: ", ")) "
+                                      + "(-1 = automatic)")
+            }
+        }
     }
 
     /// Settings this editor cannot run, as one-line errors (callers may check before loading a model).
@@ -46,7 +63,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         guard settings.processingSize % 64 == 0, settings.processingSize >= 64 else {
             throw WindowEditError("processing-size \(settings.processingSize) is not a positive multiple of 64")
         }
-        _ = try EditMethodFactory.maker(for: settings)   // throws for a mode without a method
+        _ = try EditMethodFactory.maker(for: settings)
+        _ = try RegionWords(settings)   // mode=reatco: which words go where
     }
 
     /// Processing canvas for a frame: short side = processing-size, long side keeps the aspect, multiple of 64.
@@ -91,8 +109,10 @@ public final class DiffusionWindowEditor: WindowEditing {
         if let refusal = Self.canvasRefusal(width: W, height: H, shortSide: settings.processingSize) {
             throw WindowEditError(refusal)
         }
-        let masks = masks.map { $0.scaled(width: W, height: H) }
-        let threshold = settings.maskThreshold
+        // mode=reatco: the masks are label maps (or the regions' boxes); the rest of the edit sees their union.
+        let labels = try regionLabels(masks, width: W, height: H)
+        let masks = labels.map { l in l.map { regionLayout!.union($0) } } ?? masks.map { $0.scaled(width: W, height: H) }
+        let threshold = regionLayout == nil ? settings.maskThreshold : 128
         // Nothing masked in the window's own frames: nothing to edit, and the UNet never runs.
         if settings.preserveBackground && !masks.contains(where: { $0.pixels.contains { Int($0) >= threshold } }) {
             report.skipped = true
@@ -103,7 +123,12 @@ public final class DiffusionWindowEditor: WindowEditing {
             ? context.count : 0
         report.contextFrames = c
         let allFrames = Array(context.frames.prefix(c)) + frames
-        let allMasks = Array(context.masks.prefix(c)).map { $0.scaled(width: W, height: H) } + masks
+        let contextLabels = try regionLabels(Array(context.masks.prefix(c)), width: W, height: H)
+        let allMasks = (contextLabels.map { l in l.map { regionLayout!.union($0) } }
+                        ?? Array(context.masks.prefix(c)).map { $0.scaled(width: W, height: H) }) + masks
+        let regions = labels.map {
+            WindowRegions(tokens: regionTokens, labels: (contextLabels ?? []) + $0, layout: regionLayout!)
+        }
         let vae = pipeline.vae
         let (pw, ph) = Self.processingSize(width: W, height: H, shortSide: settings.processingSize)
         report.processingWidth = pw
@@ -130,7 +155,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         let loop = EditLoop(unet: pipeline.unet, scheduler: pipeline.scheduler, config: loopConfig)
         let inputs = SamplingInputs(latents: latents, editRegion: region, saliency: saliency, source: p.source,
                                     target: p.target, negative: p.negative, sourceTokens: p.sourceTokens,
-                                    targetTokens: p.targetTokens, regionDilation: 1 + featherLatent)
+                                    targetTokens: p.targetTokens, regionDilation: 1 + featherLatent,
+                                    regions: regions)
         let edited: Tensor
         do {
             edited = try loop.run(inputs, method: makeMethod, isCancelled: isCancelled)
@@ -206,6 +232,15 @@ public final class DiffusionWindowEditor: WindowEditing {
             }
         }
         return Mask(width: w, height: h, pixels: pixels)
+    }
+
+    /// mode=reatco: the frames' label maps at `width`×`height` (the masks themselves, or the regions' boxes drawn);
+    /// nil in other modes. Throws when masks that should be label maps hold no word's value.
+    private func regionLabels(_ masks: [Mask], width: Int, height: Int) throws -> [Mask]? {
+        guard let layout = regionLayout else { return nil }
+        let labels = masks.map { layout.labels($0, width: width, height: height) }
+        if let refusal = layout.refusal(labels) { throw WindowEditError(refusal) }
+        return labels
     }
 
     /// The prompts as the edit loop takes them, computed once per editor.

@@ -62,11 +62,13 @@ final class EditLoop {
         let steps = max(1, config.steps)
         let editSteps = Self.editSteps(steps: steps, strength: config.strength)
         guard editSteps > 0 else { return inputs.latents.copy() }
-        let method = makeMethod(MethodWindow(inputs: inputs, editSteps: editSteps, unet: unet.config))
+        let scheduler = self.scheduler
+        let method = makeMethod(MethodWindow(inputs: inputs, editSteps: editSteps, model: unet,
+                                             alphaCumprod: { scheduler.alphasCumprod[$0] }, isCancelled: isCancelled))
         let maps = SelfAttentionMaps(config.attentionReuse, editSteps: editSteps)
         let predictor = NoisePredictor(unet: unet, method: method, maps: maps, inputs: inputs,
                                        guidanceScale: config.guidanceScale, isCancelled: isCancelled)
-        defer { predictor.addCounts(to: &report) }
+        defer { predictor.addCounts(to: &report); method.addCounts(to: &report) }
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
                             timesteps: Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...]),
                             editRegion: inputs.editRegion, saliency: inputs.saliency)
@@ -148,6 +150,7 @@ final class EditLoop {
                 use = (j - steps.lowerBound) % config.deepCacheInterval == 0 ? .record(deepFeatures)
                                                                             : .reuse(deepFeatures)
             }
+            x = try run.method.latent(x, beforeEditStep: j, timestep: t)
             let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency, deepFeatures: use)
             x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
             if config.preserveBackground {

@@ -17,6 +17,21 @@ struct SamplingInputs {
     var sourceTokens: [Int32] = [], targetTokens: [Int32] = []
     /// Latent cells by which `editRegion` extends beyond the mask (it covers the composite's feathered edge).
     var regionDilation = 1
+    /// mode=reatco's word regions; nil in other modes.
+    var regions: WindowRegions? = nil
+}
+
+/// Where mode=reatco draws each word in one window.
+struct WindowRegions {
+    /// Per word: its tokens' positions in the target prompt's context (RegionWords.tokenPositions).
+    var tokens: [[Int]]
+    /// Per frame of the window: the label map (value v = the v-th word's region, RegionWords) at the frame's size.
+    var labels: [Mask]
+    /// The layout the labels follow.
+    var layout: RegionWords
+
+    /// The frame's union of the regions as a 0/255 mask.
+    func union(_ labels: Mask) -> Mask { layout.union(labels) }
 }
 
 /// One window as a method sees it when it is built.
@@ -24,8 +39,15 @@ struct MethodWindow {
     let inputs: SamplingInputs
     /// Denoising steps of the edit; the inversion runs as many.
     let editSteps: Int
+    /// The UNet, for methods that run it themselves (gradients); the loop's calls go through NoisePredictor.
+    let model: UNet2DConditionModel
+    /// ᾱ_t of the loop's scheduler.
+    let alphaCumprod: (Int) -> Float
+    /// The window's cancellation check, for methods that run long work of their own between the loop's calls.
+    let isCancelled: () -> Bool
+
     /// The UNet's layout (which layers run at which resolution).
-    let unet: UNet2DConditionConfig
+    var unet: UNet2DConditionConfig { model.config }
 
     var frames: Int { inputs.latents.shape[0] }
     var latentHeight: Int { inputs.latents.shape[2] }
@@ -86,6 +108,11 @@ protocol EditMethod: AnyObject {
     /// A guided edit call's two noise predictions [F, 4, h, w] (unconditional and target prompt, before guidance
     /// combines them). Default: ignored.
     func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor)
+    /// The latent edit step `step` starts from: its UNet input and the scheduler step's sample, given the previous
+    /// step's result `x` (the view the step computes). Default: `x`.
+    func latent(_ x: Tensor, beforeEditStep step: Int, timestep: Int) throws -> Tensor
+    /// Adds what the method spent on its own to the loop's report. Default: nothing.
+    func addCounts(to report: inout SamplingReport)
     /// The mask the method found itself (latent grid, per frame, before dilation), which the composite intersects
     /// with the input masks. Default nil: the input masks only.
     var automaticMask: [[Float]]? { get }
@@ -96,4 +123,6 @@ extension EditMethod {
     func editRegion(afterEditStep step: Int) -> [[Float]]? { nil }
     func observeGuidance(_ call: UNetCall, unconditional: Tensor, conditional: Tensor) {}
     var automaticMask: [[Float]]? { nil }
+    func latent(_ x: Tensor, beforeEditStep step: Int, timestep: Int) throws -> Tensor { x }
+    func addCounts(to report: inout SamplingReport) {}
 }

@@ -2,7 +2,7 @@
 
 enum EditMethodFactory {
     /// The maker of `settings.mode`'s method, one method per window, its configuration read from `settings` now.
-    /// Throws for a mode without a method; needs no model, so callers check a mode before one loads.
+    /// Throws for a mode's settings it cannot run; needs no model, so callers check them before one loads.
     static func maker(for settings: EditorSettings) throws -> EditMethodMaker {
         switch settings.mode {
         case .baseline:
@@ -18,9 +18,8 @@ enum EditMethodFactory {
             let config = TokenFlowMethod.Config(settings)
             return { TokenFlowMethod(config, window: $0) }
         case .reatco:
-            throw WindowEditError("mode 'reatco' is not implemented yet (its attention refocusing needs gradients "
-                                  + "through the UNet, which this inference engine does not compute); use mode=ocd, "
-                                  + "baseline, blended or tokenflow")
+            let config = ReAtCoMethod.Config(settings)
+            return { ReAtCoMethod(config, window: $0) }
         }
     }
 }

@@ -138,7 +138,7 @@ extension EditorSettings {
             int("processing-size", "Short side of the processing resolution in pixels (multiple of 64; aspect kept)",
                 64...2048, multipleOf: 64, \.processingSize),
             choice("mode", "Editing method: ocd, baseline (OCD off), blended (automatic mask from cross-attention), "
-                   + "tokenflow (keyframes + propagation); reatco is not implemented yet", \.mode),
+                   + "tokenflow (keyframes + propagation), reatco (words drawn in given regions)", \.mode),
             bool("ocd-sampling", "Object-centric sampling: denoise only the foreground crop before the blend step",
                  \.ocdSampling),
             double("blend-step", "Fraction of the edit run on the foreground crop before the whole frame is denoised "
@@ -164,6 +164,20 @@ extension EditorSettings {
                 + "(-1 = the whole frame)", -1...64, \.jointMargin),
             int("decode-margin", "Margin in latent cells around the edit region's box that the VAE decodes", 0...64,
                 \.decodeMargin),
+            string("region-words", "mode=reatco: comma-separated words or phrases of the prompt; the mask stream "
+                   + "is a label map, pixel value v = the v-th one's region (0 = none)", \.regionWords),
+            string("regions", "mode=reatco: static regions instead of a label map, 'word:x1,y1,x2,y2;...' in input "
+                   + "pixels (x2, y2 exclusive)", \.regions),
+            double("refocus-share", "mode=reatco: share of the edit steps (the first) that step the latent along the "
+                   + "attention loss's gradient; 0 = no refocusing", 0...1, \.refocusShare),
+            double("refocus-scale", "mode=reatco: scale of the refocusing gradient step (ReAtCo: 20)", 0...1_000_000,
+                   \.refocusScale),
+            int("refocus-iterations", "mode=reatco: most foreground-only updates at each refinement step (0 %, 20 %, "
+                + "40 % of the edit steps); 0 = no refinement", 0...100, \.refocusIterations),
+            int("refocus-level", "mode=reatco: UNet level whose cross-attention the loss reads (0 = finest); -1 = the "
+                + "deepest with at least 16 cells on the short side", -1...8, \.refocusLevel),
+            int("refocus-frames", "mode=reatco: frames per gradient computation (bounds its memory); 0 = the whole "
+                + "window", 0...64, \.refocusFrames),
             double("tome-ratio", "Share of self-attention key/value tokens merged", 0...0.9, \.tomeRatio),
             double("tome-foreground-weight", "How strongly saliency protects foreground tokens from merging", 0...1,
                    \.tomeForegroundWeight),

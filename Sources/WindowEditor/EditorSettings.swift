@@ -8,7 +8,8 @@ public enum EditMode: String, Sendable, CaseIterable {
     case baseline
     /// Blended latent diffusion with an automatic mask from cross-attention of the edited words.
     case blended
-    /// ReAtCo-style invariant-region joint sampling (re-noised source outside the mask).
+    /// ReAtCo: each word of `region-words` (or `regions`) drawn in its own region (attention refocusing with
+    /// gradients through the UNet), the source re-noised outside the regions (invariant-region joint sampling).
     case reatco
     /// TokenFlow-style keyframe editing with feature propagation.
     case tokenflow
@@ -106,6 +107,26 @@ public struct EditorSettings: Sendable, Equatable {
     /// a cell inside the box; the decoder's padding still reaches it, by measure harmlessly (eval at 0, 1 and 2:
     /// edits as good, README "Against the reference"); 2 decodes as the editor did before this setting.
     public var decodeMargin: Int = 0
+    /// `region-words` (mode=reatco): comma-separated words or phrases of the target prompt; the `mask` stream is
+    /// then a label map, pixel value v marking the v-th one's region (1 = the first, 0 = no region).
+    public var regionWords: String = ""
+    /// `regions` (mode=reatco): static regions instead of a label map, `word:x1,y1,x2,y2;…` in pixels of the input
+    /// frame (x2, y2 exclusive); the `mask` stream is not read then.
+    public var regions: String = ""
+    /// `refocus-share` (mode=reatco): share of the edit steps (the first) that move the latent along the attention
+    /// loss's gradient (ReAtCo: half); 0 = no refocusing (invariant-region joint sampling only).
+    public var refocusShare: Double = 0.5
+    /// `refocus-scale` (mode=reatco): the gradient step's scale, α_i = scale·√(1 − 0.5·i/(steps − 1)) (ReAtCo: 20).
+    public var refocusScale: Double = 20
+    /// `refocus-iterations` (mode=reatco): most foreground-only updates at each refinement step (0 %, 20 % and 40 %
+    /// of the edit steps: ReAtCo's Attend-and-Excite loop); 0 = no refinement.
+    public var refocusIterations: Int = 20
+    /// `refocus-level` (mode=reatco): the UNet level whose cross-attention maps the loss reads (0 = the finest);
+    /// −1 = the deepest level whose maps have at least 16 cells on the short side (ReAtCo's 16×16 at 512 px).
+    public var refocusLevel: Int = -1
+    /// `refocus-frames` (mode=reatco): frames per gradient computation (the window's refocusing runs on sub-windows
+    /// of this many frames, each its own loss, which bounds the gradient's memory); 0 = the whole window at once.
+    public var refocusFrames: Int = 4
     /// `tome-ratio`: share of key/value tokens merged in self-attention.
     public var tomeRatio: Double = 0.5
     /// `tome-foreground-weight`: how strongly saliency protects foreground tokens from merging.

@@ -22,4 +22,8 @@ public struct SamplingReport: Sendable {
     /// Share of the latent the method's automatic mask kept (before dilation); nil for methods without one (all but
     /// mode=blended).
     public var automaticMaskCoverage: Double? = nil
+    /// mode=reatco: per edit step, the attention loss before each of its refocusing updates (refinement first; the
+    /// sub-windows' losses summed), and the gradients computed (UNet forward + backward to the loss's level).
+    public var refocusLosses: [[Float]] = []
+    public var refocusGradients = 0
 }

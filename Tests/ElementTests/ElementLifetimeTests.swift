@@ -139,7 +139,7 @@ final class ElementLifetimeTests: XCTestCase {
     }
 
     /// Settings the editor cannot run fail READY→PAUSED with RESOURCE/SETTINGS naming the setting: a processing-size
-    /// GObject's range lets through but the table refuses, and a mode that is not implemented.
+    /// GObject's range lets through but the table refuses, and mode=reatco without its regions.
     func testBadSettingsFailTheStateChangeWithSettings() throws {
         for (setting, named) in [("processing-size=100", "processing-size"), ("mode=reatco", "reatco")] {
             let p = try LaunchedPipeline(

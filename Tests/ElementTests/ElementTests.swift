@@ -340,6 +340,74 @@ final class ElementTests: XCTestCase {
         }
     }
 
+    /// mode=reatco with a label map on the mask pad (region-words): value 1 = "blue", 2 = "ball". Every frame comes
+    /// back with its timestamp; pixels away from both regions keep their bytes, the regions change.
+    func testReAtCoWithLabelMap() throws {
+        let p = try Pipeline("""
+            appsrc name=video format=time caps=\(rgbCaps(w, h)) ! ocdedit name=e window-size=2 model=\(tinyModel) \
+            prompt="a blue ball" source-prompt="a red ball" mode=reatco region-words="blue,ball" steps=4 \
+            refocus-iterations=2 processing-size=64 feather=2 ! appsink name=sink sync=false \
+            appsrc name=mask format=time caps=video/x-raw,format=GRAY8,width=\(w),height=\(h),framerate=25/1 ! e.mask
+            """)
+        p.play()
+        var labels = [UInt8](repeating: 0, count: w * h)
+        for y in 8..<24 { for x in 4..<20 { labels[y * w + x] = 1 } }
+        for y in 24..<40 { for x in 40..<60 { labels[y * w + x] = 2 } }
+        var inputs: [[UInt8]] = []
+        for i in 0..<3 {
+            var rgb = [UInt8](repeating: UInt8(i * 50), count: w * h * 3)
+            for k in 0..<(w * h) {
+                rgb[3 * k] = UInt8((k % w) * 4 % 256)
+                rgb[3 * k + 1] = UInt8((k / w) * 5 % 256)
+            }
+            inputs.append(rgb)
+            p.pushMask(labels, pts: UInt(i) * frameNs, duration: frameNs)
+            p.pushVideo(rgb, pts: UInt(i) * frameNs)
+        }
+        p.endMask()
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 120)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0.1))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.map(\.pts), (0..<3).map { UInt($0) * frameNs })
+        for (i, f) in frames.enumerated() {
+            XCTAssertEqual(f.bytes[(3 * (46 * w + 30))...].prefix(3), inputs[i][(3 * (46 * w + 30))...].prefix(3),
+                           "frame \(i): a pixel away from the regions changed")
+            let changed = [12 * w + 10, 30 * w + 50].filter {
+                f.bytes[(3 * $0)..<(3 * $0 + 3)] != inputs[i][(3 * $0)..<(3 * $0 + 3)]
+            }
+            XCTAssertEqual(changed.count, 2, "frame \(i): a region was not edited")
+        }
+    }
+
+    /// mode=reatco with static regions and the mask pad unlinked; a 0/255 mask with region-words is a bus error
+    /// that says the mask should be a label map, not a silent pass-through.
+    func testReAtCoWithRegionsAndItsErrors() throws {
+        let p = try videoOnly(window: 2, extra: """
+            model=\(tinyModel) prompt="a blue ball" source-prompt="a red ball" mode=reatco \
+            regions="blue ball:8,8,40,40" steps=4 refocus-iterations=1 processing-size=64 feather=2
+            """)
+        p.play()
+        for i in 0..<2 { p.pushVideo(solid(90, 120, 150), pts: UInt(i) * frameNs) }
+        p.endVideo()
+        let (frames, eos) = p.collect(timeout: 120)
+        XCTAssertNil(p.busMessage(GST_MESSAGE_ERROR, timeout: 0.1))
+        XCTAssertTrue(eos)
+        XCTAssertEqual(frames.count, 2)
+        for f in frames {
+            XCTAssertEqual(Array(f.bytes[(3 * (44 * w + 60))...].prefix(3)), [90, 120, 150])
+            XCTAssertNotEqual(Array(f.bytes[(3 * (20 * w + 20))...].prefix(3)), [90, 120, 150])
+        }
+        let unlinked = try videoOnly(window: 2, extra: """
+            model=\(tinyModel) prompt="a blue ball" mode=reatco region-words=ball steps=2 processing-size=64
+            """)
+        unlinked.play()
+        for i in 0..<2 { unlinked.pushVideo(solid(9, 9, 9), pts: UInt(i) * frameNs) }
+        unlinked.endVideo()
+        let error = unlinked.busMessage(GST_MESSAGE_ERROR, timeout: 60)
+        XCTAssertTrue(error?.contains("label map") == true, "got: \(error ?? "nil")")
+    }
+
     /// A model folder that does not exist is a bus error naming it, not a crash or a hang.
     func testMissingModelIsABusError() throws {
         let p = try videoOnly(window: 2, extra: "model=/nonexistent/sd prompt=cat")

@@ -299,21 +299,6 @@ final class DiffusionEditorTests: XCTestCase {
             .edit(frames: w.frames, masks: w.masks, isCancelled: { true })) { XCTAssertTrue($0 is EditCancelled) }
     }
 
-    func testUnimplementedModesAreRefused() throws {
-        let pipe = try model()
-        for mode in [EditMode.reatco] {
-            XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: settings { $0.mode = mode })) {
-                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
-            }
-            // Refused before the model loads: the error is about the mode, not the (missing) folder.
-            XCTAssertThrowsError(try DiffusionWindowEditor(settings: settings {
-                $0.mode = mode; $0.modelPath = "/nonexistent"
-            })) {
-                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
-            }
-        }
-    }
-
     func testMissingModelIsAClearError() {
         var s = settings()
         s.modelPath = "/nonexistent/model"

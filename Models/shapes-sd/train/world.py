@@ -4,7 +4,7 @@
 numpy only, deterministic from the seed. Two uses:
   * training data for Models/shapes-sd (train.py imports `random_scene`, `render`, `caption`);
   * evaluation clips for `ocdedit eval` (the command line below; a contract, tools outside the repo rely on it):
-        python3 Models/shapes-sd/train/world.py --seed S --clips N --out DIR [--frames F] [--size P]
+        python3 Models/shapes-sd/train/world.py --seed S --clips N --out DIR [--frames F] [--size P] [--layout]
 
 Clip folder format (read by Sources/EvalKit/EvalClips.swift without Python; docs/shapes-world.md):
     DIR/clip-0000/clip.json         metadata and ground truth (below)
@@ -15,6 +15,13 @@ source_color, target_color, palette {name: [r, g, b]} (the object colours edit a
 objects [{shape, color, size, positions [[x, y] per frame], displacements [[dx, dy] per frame; the first is
 [0, 0]]}], background {kind, color, velocity [vx, vy]}. Positions are object centres in pixels; displacements are
 whole pixels, so frame f's object is frame f-1's moved by displacements[f] exactly.
+
+With --layout (mode=reatco's evaluation, "layout clips"): two objects of different shapes, both recoloured, each asked
+to appear elsewhere: masks/NNNN.pgm is then a label map (1 = the first object's region, 2 = the second's, 0 = none;
+each region is the object's own shape on another path of the same motion, clear of both objects), and clip.json also
+holds region_words (["<target colour> <shape>", ...], the words of the target prompt each region is for),
+region_colors (their target colours) and region_palette (the object palette plus the background's two colours, among
+which a region pixel's nearest colour is taken). target_color is the first object's.
 """
 import argparse
 import json
@@ -115,10 +122,11 @@ def coverage(shape, cx, cy, size, width, height):
     return out
 
 
-def random_scene(rng, width=128, height=128, frames=1, max_objects=2, max_speed=3, pan_probability=0.5):
+def random_scene(rng, width=128, height=128, frames=1, max_objects=2, max_speed=3, pan_probability=0.5,
+                 sizes=(12, 26), min_objects=1):
     """A scene: 1...max_objects objects of distinct colours moving along straight lines, inside the frame for all
     `frames` frames and not overlapping, over a background that may pan."""
-    n_objects = int(rng.integers(1, max_objects + 1))
+    n_objects = int(rng.integers(min_objects, max_objects + 1))
     colors = [str(c) for c in rng.choice(list(PALETTE), size=n_objects, replace=False)]
     kind = str(rng.choice(list(BACKGROUND_KINDS)))
     bg_color = str(rng.choice(list(BACKGROUND_COLORS)))
@@ -128,7 +136,7 @@ def random_scene(rng, width=128, height=128, frames=1, max_objects=2, max_speed=
     objects = []
     for color in colors:
         for _ in range(200):
-            size = float(rng.uniform(12, 26))
+            size = float(rng.uniform(*sizes))
             v = np.zeros(2, int) if frames == 1 else rng.integers(-max_speed, max_speed + 1, size=2)
             if frames > 1 and not v.any():
                 continue
@@ -244,6 +252,76 @@ def write_clip(folder, scene, rng, fps=8, png=False):
     return meta
 
 
+def clear_path(positions, size, others):
+    """Whether an object of half-size `size` on `positions` keeps 4 px from every (positions, size) in `others`."""
+    return all(np.hypot(p[0] - q[0], p[1] - q[1]) > size + other_size + 4
+               for other, other_size in others for p, q in zip(positions, other))
+
+
+def layout_scene(rng, width, height, frames):
+    """A two-object scene of different shapes and, per object, a region: its shape on another path of the same
+    motion, clear of both objects and of the other region. None when this draw leaves no room (draw again)."""
+    scene = random_scene(rng, width, height, frames, max_objects=2, max_speed=2, sizes=(10, 16), min_objects=2)
+    objects = scene["objects"]
+    if len(objects) != 2:
+        return None
+    objects[1]["shape"] = str(rng.choice([s for s in SHAPES if s != objects[0]["shape"]]))
+    taken = [(o["positions"], o["size"]) for o in objects]
+    regions = []
+    for o in objects:
+        size, steps = o["size"], np.array(o["positions"][-1]) - np.array(o["positions"][0])
+        lo = np.array([size + 2 - min(steps[0], 0), size + 2 - min(steps[1], 0)])
+        hi = np.array([width - size - 2 - max(steps[0], 0), height - size - 2 - max(steps[1], 0)])
+        for _ in range(200):
+            start = np.round(rng.uniform(lo, hi))
+            positions = [[float(start[0] + p[0] - o["positions"][0][0]), float(start[1] + p[1] - o["positions"][0][1])]
+                         for p in o["positions"]]
+            if clear_path(positions, size, taken):
+                break
+        else:
+            return None
+        taken.append((positions, size))
+        regions.append(positions)
+    scene["regions"] = regions
+    return scene
+
+
+def write_layout_clip(folder, scene, rng, fps=8):
+    """One layout clip (module doc): both objects recoloured, each asked for at its region."""
+    used = {o["color"] for o in scene["objects"]}
+    targets = [str(c) for c in rng.choice([c for c in PALETTE if c not in used], size=2, replace=False)]
+    os.makedirs(os.path.join(folder, "frames"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
+    w, h = scene["width"], scene["height"]
+    for f in range(scene["frames"]):
+        rgb, _ = render(scene, f)
+        labels = np.zeros((h, w), np.uint8)
+        for i, (o, positions) in enumerate(zip(scene["objects"], scene["regions"])):
+            cx, cy = positions[f]
+            labels[coverage(o["shape"], cx, cy, o["size"], w, h) >= 0.5] = i + 1
+        write_ppm(os.path.join(folder, "frames", f"{f:04d}.ppm"), rgb)
+        write_pgm(os.path.join(folder, "masks", f"{f:04d}.pgm"), labels)
+    bg = BACKGROUND_COLORS[scene["background"]["color"]]
+    region_palette = {k: list(v) for k, v in PALETTE.items()}
+    region_palette["background"] = list(bg)
+    region_palette["background-shade"] = [int(round(float(c))) for c in shade(bg)]
+    meta = {
+        "width": w, "height": h, "fps": fps, "frames": scene["frames"],
+        "source_prompt": caption(scene), "target_prompt": caption(scene, {0: targets[0], 1: targets[1]}),
+        "edited_object": 0, "source_color": scene["objects"][0]["color"], "target_color": targets[0],
+        "palette": {k: list(v) for k, v in PALETTE.items()},
+        "objects": scene["objects"],
+        "background": {k: scene["background"][k] for k in ("kind", "color", "velocity")},
+        "region_words": [f"{t} {o['shape']}" for t, o in zip(targets, scene["objects"])],
+        "region_colors": targets,
+        "region_palette": region_palette,
+        "regions": scene["regions"],
+    }
+    with open(os.path.join(folder, "clip.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
 def main():
     p = argparse.ArgumentParser(description="Writes evaluation clips of the shapes world (see the module doc).")
     p.add_argument("--seed", type=int, required=True)
@@ -253,11 +331,20 @@ def main():
     p.add_argument("--size", type=int, default=128, help="frame width and height in pixels")
     p.add_argument("--max-objects", type=int, default=2)
     p.add_argument("--png", action="store_true", help="also write PNG copies of frames and masks")
+    p.add_argument("--layout", action="store_true",
+                   help="layout clips for mode=reatco: two objects, each asked for elsewhere (label masks)")
     args = p.parse_args()
     if args.clips < 1 or args.frames < 1 or args.size < 64:
         p.error("--clips and --frames must be at least 1, --size at least 64")
     rng = np.random.default_rng(args.seed)
     for i in range(args.clips):
+        if args.layout:
+            scene = None
+            while scene is None:
+                scene = layout_scene(rng, args.size, args.size, args.frames)
+            meta = write_layout_clip(os.path.join(args.out, f"clip-{i:04d}"), scene, rng)
+            print(f"clip-{i:04d}: {meta['source_prompt']!r} -> {meta['region_words']}")
+            continue
         scene = random_scene(rng, args.size, args.size, args.frames, args.max_objects)
         meta = write_clip(os.path.join(args.out, f"clip-{i:04d}"), scene, rng, png=args.png)
         print(f"clip-{i:04d}: {meta['source_prompt']!r} -> {meta['target_color']}")
