@@ -66,7 +66,9 @@ public struct ClipMetadata: Decodable, Sendable {
             guard regionPalette.values.allSatisfy({ $0.count == 3 }) else {
                 throw fail("region_palette colours must be [r, g, b]")
             }
-            for c in colors where regionPalette[c] == nil { throw fail("region colour '\(c)' is not in region_palette") }
+            for c in colors where regionPalette[c] == nil {
+                throw fail("region colour '\(c)' is not in region_palette")
+            }
         }
     }
 }

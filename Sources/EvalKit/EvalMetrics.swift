@@ -224,7 +224,10 @@ public struct EvalTally: Sendable {
             for i in labels.indices {
                 let v = Int(labels[i])
                 if v == 0 {
-                    for c in 0..<3 { let d = Double(Int(a[3 * i + c]) - Int(o[3 * i + c])); outsideSquaredErrorSum += d * d }
+                    for c in 0..<3 {
+                        let d = Double(Int(a[3 * i + c]) - Int(o[3 * i + c]))
+                        outsideSquaredErrorSum += d * d
+                    }
                     outsideSquaredErrorCount += 3
                 } else if v <= colors.count {
                     inRegion[v - 1] += 1

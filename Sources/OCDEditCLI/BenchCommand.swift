@@ -245,8 +245,9 @@ struct EditBench: ParsableCommand {
     @Option(help: "Frame and processing size in pixels (square).") var size = 256
     @Option(help: "Share of the frame the (disc) mask covers.") var coverage = 0.25
     @Option(help: ArgumentHelp("compare (baseline then ocd, and the speed-up), or one mode: baseline, ocd, "
-            + "blended, tokenflow. With --compare reference: the mode of the run measured against the reference "
-            + "(default ocd)."))
+            + "blended, tokenflow, reatco (after a baseline run, for its cost against it; the disc is the word "
+            + "'car''s region unless --region-words or --regions say otherwise). With --compare reference: the "
+            + "mode of the run measured against the reference (default ocd)."))
     var mode = "compare"
     @Option(help: ArgumentHelp("reference: run the reference preset (EditorPreset.swift: FateZero's "
             + "configuration, 50 + 50 steps at guidance 7.5, whole frame) first and report the speed-up of the "
@@ -294,6 +295,9 @@ struct EditBench: ParsableCommand {
                     Run(label: measured.rawValue, settings: withMode(measured))]
         }
         if mode == "compare" { return [.baseline, .ocd].map { Run(label: $0.rawValue, settings: withMode($0)) } }
+        if mode == EditMode.reatco.rawValue {
+            return [.baseline, .reatco].map { Run(label: $0.rawValue, settings: withMode($0)) }
+        }
         guard let one = EditMode(rawValue: mode) else {
             throw ValidationError("--mode compare|\(EditMode.allCases.map(\.rawValue).joined(separator: "|"))")
         }
@@ -339,21 +343,30 @@ struct EditBench: ParsableCommand {
             s.prompt = "a red sports car"
             s.sourcePrompt = "a car"
             s.processingSize = size
+            // mode=reatco: the disc is a label map of one word ("car") unless the settings place words themselves.
+            var runMasks = masks
+            if s.mode == .reatco && s.regionWords.isEmpty && s.regions.isEmpty {
+                s.regionWords = "car"
+                runMasks = masks.map {
+                    Mask(width: $0.width, height: $0.height, pixels: $0.pixels.map { $0 > 0 ? 1 : 0 })
+                }
+            }
             let editor = try DiffusionWindowEditor(pipeline: pipeline, settings: s)
             Profiler.reset()
             let peakPerRun = resetPeakRSS()
-            _ = try editor.edit(frames: window, masks: masks, isCancelled: { false })
+            _ = try editor.edit(frames: window, masks: runMasks, isCancelled: { false })
             if Profiler.enabled { print("\(run.label): time by kernel (OCDEDIT_PROFILE=1):\n" + Profiler.report()) }
             let r = editor.lastReport
             let m = Measured(seconds: r.seconds, report: r.sampling, peakRSS: peakPerRun ? peakRSSBytes() : 0)
             results[run.label] = m
             print(String(format: "%@: %.1f s for %d frames at %d px, %d steps at strength %.2f (%d UNet calls, "
                              + "%d token-steps, %d shallow calls, %.2e attention pairs, crop %.0f%%, "
-                             + "joint part %.0f%%, %d foreground + %d joint steps), peak RSS %.2f GiB",
+                             + "joint part %.0f%%, %d foreground + %d joint steps, %d refocusing gradients), "
+                             + "peak RSS %.2f GiB",
                          run.label, r.seconds, frames, size, s.steps, s.strength, r.sampling.unetCalls,
                          r.sampling.unetTokenSteps, r.sampling.shallowUNetCalls, Double(r.sampling.attentionPairs),
                          100 * r.sampling.cropFraction, 100 * r.sampling.jointFraction,
-                         r.sampling.foregroundSteps, r.sampling.jointSteps,
+                         r.sampling.foregroundSteps, r.sampling.jointSteps, r.sampling.refocusGradients,
                          Double(m.peakRSS) / Double(1 << 30)))
         }
         let main = runs.last!
@@ -365,6 +378,7 @@ struct EditBench: ParsableCommand {
                                    "unet_shallow_calls": measured.report.shallowUNetCalls,
                                    "unet_shallow_token_steps": measured.report.shallowTokenSteps,
                                    "attention_pairs": measured.report.attentionPairs,
+                                   "refocus_gradients": measured.report.refocusGradients,
                                    // The process's peak when per-run peaks are unavailable.
                                    "peak_rss_bytes": measured.peakRSS > 0 ? measured.peakRSS : peakRSSBytes()]
         func against(_ label: String, prefix: String) {

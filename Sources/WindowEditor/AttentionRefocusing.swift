@@ -19,6 +19,8 @@ struct AttentionRefocusing {
         var refinementIterations = 20
         /// The UNet level whose cross-attention maps the loss reads.
         var level = 0
+        /// Radius in latent cells of the low-pass applied to the gradient before each update; 0 = none (ReAtCo).
+        var smoothing = 0
     }
 
     let config: Config
@@ -60,7 +62,7 @@ struct AttentionRefocusing {
             scores = result.foregroundScores
             return (result.loss, result.probabilityGradients)
         }
-        return (r.loss, r.gradient, scores)
+        return (r.loss, Self.smoothed(r.gradient, radius: config.smoothing), scores)
     }
 
     /// The latents edit step `i` starts from; `losses` are the loss at each update (before it), refinement first.
@@ -89,5 +91,30 @@ struct AttentionRefocusing {
         let out = x.copy()
         for k in 0..<out.count { out.data[k] -= alpha * g.data[k] }
         return out
+    }
+
+    /// `g` [F, C, h, w] low-passed over (h, w): a box filter of 2·radius + 1 cells, run twice along each axis (a
+    /// tent of 4·radius + 1 cells), the edges clamped; `g` itself for radius 0.
+    static func smoothed(_ g: Tensor, radius: Int) -> Tensor {
+        guard radius > 0 else { return g }
+        let (h, w) = (g.shape[2], g.shape[3])
+        var values = g.array
+        let planes = values.count / (h * w)
+        var line = [Float](), sums = [Float]()
+        func boxPass(_ n: Int, _ stride: Int, _ lines: [(Int)]) {
+            for base in lines {
+                line = (0..<n).map { values[base + $0 * stride] }
+                sums = [Float](repeating: 0, count: n + 1)
+                for i in 0..<n { sums[i + 1] = sums[i] + line[i] }
+                for i in 0..<n {
+                    let (lo, hi) = (max(0, i - radius), min(n, i + radius + 1))
+                    values[base + i * stride] = (sums[hi] - sums[lo]) / Float(hi - lo)
+                }
+            }
+        }
+        let rows = (0..<planes).flatMap { p in (0..<h).map { p * h * w + $0 * w } }
+        let columns = (0..<planes).flatMap { p in (0..<w).map { p * h * w + $0 } }
+        for _ in 0..<2 { boxPass(w, 1, rows); boxPass(h, w, columns) }
+        return Tensor(shape: g.shape, values: values)
     }
 }

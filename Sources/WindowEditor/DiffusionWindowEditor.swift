@@ -111,7 +111,8 @@ public final class DiffusionWindowEditor: WindowEditing {
         }
         // mode=reatco: the masks are label maps (or the regions' boxes); the rest of the edit sees their union.
         let labels = try regionLabels(masks, width: W, height: H)
-        let masks = labels.map { l in l.map { regionLayout!.union($0) } } ?? masks.map { $0.scaled(width: W, height: H) }
+        let masks = labels.map { l in l.map { regionLayout!.union($0) } }
+            ?? masks.map { $0.scaled(width: W, height: H) }
         let threshold = regionLayout == nil ? settings.maskThreshold : 128
         // Nothing masked in the window's own frames: nothing to edit, and the UNet never runs.
         if settings.preserveBackground && !masks.contains(where: { $0.pixels.contains { Int($0) >= threshold } }) {

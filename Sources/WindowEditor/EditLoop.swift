@@ -2,7 +2,7 @@
 //   1. Invert: DDIM steps from the clean latents up toward noise under the source prompt, every level kept (the
 //      inverted trajectory).
 //   2. Edit: guided DDIM steps back down under the target prompt, edit step j starting where inversion step
-//      editSteps − 1 − j ended.
+//      editSteps − 1 − j ended (or from the latent the method makes of it: mode=reatco refocuses it).
 //   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
 // The method (EditMethod.swift) decides where the steps compute (the whole latent or boxes around the crops, and
 // for the first edit steps a crop of each frame), the attention hooks of each UNet call and the edit region of each

@@ -176,6 +176,8 @@ extension EditorSettings {
                 + "40 % of the edit steps); 0 = no refinement", 0...100, \.refocusIterations),
             int("refocus-level", "mode=reatco: UNet level whose cross-attention the loss reads (0 = finest); -1 = the "
                 + "deepest with at least 16 cells on the short side", -1...8, \.refocusLevel),
+            int("refocus-smoothing", "mode=reatco: radius in latent cells of the low-pass on the refocusing "
+                + "gradient (0 = the raw gradient, as ReAtCo)", 0...32, \.refocusSmoothing),
             int("refocus-frames", "mode=reatco: frames per gradient computation (bounds its memory); 0 = the whole "
                 + "window", 0...64, \.refocusFrames),
             double("tome-ratio", "Share of self-attention key/value tokens merged", 0...0.9, \.tomeRatio),

@@ -124,6 +124,11 @@ public struct EditorSettings: Sendable, Equatable {
     /// `refocus-level` (mode=reatco): the UNet level whose cross-attention maps the loss reads (0 = the finest);
     /// −1 = the deepest level whose maps have at least 16 cells on the short side (ReAtCo's 16×16 at 512 px).
     public var refocusLevel: Int = -1
+    /// `refocus-smoothing` (mode=reatco): radius in latent cells of a low-pass on the gradient before each update (a
+    /// box filter of 2·radius + 1 cells run twice along each axis); 0 = the raw gradient, as ReAtCo. The raw gradient
+    /// of the attention loss is high-frequency, and on the shapes world its steps draw coloured noise into the
+    /// regions; a smooth step draws objects (README, "mode=reatco").
+    public var refocusSmoothing: Int = 2
     /// `refocus-frames` (mode=reatco): frames per gradient computation (the window's refocusing runs on sub-windows
     /// of this many frames, each its own loss, which bounds the gradient's memory); 0 = the whole window at once.
     public var refocusFrames: Int = 4

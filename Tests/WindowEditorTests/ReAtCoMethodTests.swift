@@ -67,11 +67,15 @@ final class ReAtCoMethodTests: XCTestCase {
     func testSettingsItCannotRunAreRefused() throws {
         let pipe = try Editor.model()
         // Before the model loads: the error is about the regions, not the (missing) folder.
-        XCTAssertThrowsError(try DiffusionWindowEditor(settings: Self.settings { $0.regions = ""; $0.modelPath = "/no" }))
-        { XCTAssertTrue("\($0)".contains("region-words"), "\($0)") }
-        XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: Self.settings { $0.regions = "bus:0,0,2,2" }))
-        { XCTAssertTrue("\($0)".contains("'bus' is not in the prompt"), "\($0)") }
-        XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: Self.settings { $0.refocusLevel = 7 })) {
+        let unloaded = Self.settings { $0.regions = ""; $0.modelPath = "/no" }
+        XCTAssertThrowsError(try DiffusionWindowEditor(settings: unloaded)) {
+            XCTAssertTrue("\($0)".contains("region-words"), "\($0)")
+        }
+        let bus = Self.settings { $0.regions = "bus:0,0,2,2" }, deep = Self.settings { $0.refocusLevel = 7 }
+        XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: bus)) {
+            XCTAssertTrue("\($0)".contains("'bus' is not in the prompt"), "\($0)")
+        }
+        XCTAssertThrowsError(try DiffusionWindowEditor(pipeline: pipe, settings: deep)) {
             XCTAssertTrue("\($0)".contains("refocus-level 7"), "\($0)")
         }
         let editor = try DiffusionWindowEditor(pipeline: pipe, settings: Self.settings {

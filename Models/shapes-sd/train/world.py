@@ -19,7 +19,7 @@ whole pixels, so frame f's object is frame f-1's moved by displacements[f] exact
 With --layout (mode=reatco's evaluation, "layout clips"): two objects of different shapes, both recoloured, each asked
 to appear elsewhere: masks/NNNN.pgm is then a label map (1 = the first object's region, 2 = the second's, 0 = none;
 each region is the object's own shape on another path of the same motion, clear of both objects), and clip.json also
-holds region_words (["<target colour> <shape>", ...], the words of the target prompt each region is for),
+holds region_words ([shape, ...], the word of the target prompt each region is for: the noun, which refocuses best),
 region_colors (their target colours) and region_palette (the object palette plus the background's two colours, among
 which a region pixel's nearest colour is taken). target_color is the first object's.
 """
@@ -312,7 +312,7 @@ def write_layout_clip(folder, scene, rng, fps=8):
         "palette": {k: list(v) for k, v in PALETTE.items()},
         "objects": scene["objects"],
         "background": {k: scene["background"][k] for k in ("kind", "color", "velocity")},
-        "region_words": [f"{t} {o['shape']}" for t, o in zip(targets, scene["objects"])],
+        "region_words": [o["shape"] for o in scene["objects"]],
         "region_colors": targets,
         "region_palette": region_palette,
         "regions": scene["regions"],

@@ -8,7 +8,6 @@
 //      re-noised to the step's timestep, √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε with ε drawn from the seed and the step (runs
 //      repeat), so the background follows the source and the seam with the regions harmonises.
 // Cross-frame attention as in mode=baseline; the whole latent at every step.
-import Foundation
 import StableDiffusion
 import TensorKernels
 
@@ -26,7 +25,8 @@ final class ReAtCoMethod: EditMethod {
             crossFrame = settings.crossFrame
             refocusing = AttentionRefocusing.Config(share: settings.refocusShare, scale: settings.refocusScale,
                                                     refinementIterations: settings.refocusIterations,
-                                                    level: settings.refocusLevel)
+                                                    level: settings.refocusLevel,
+                                                    smoothing: settings.refocusSmoothing)
             subWindowFrames = settings.refocusFrames
             seed = settings.seed
             weights = BackwardWeights()
@@ -97,7 +97,6 @@ final class ReAtCoMethod: EditMethod {
             }
         }
         losses.append(stepLosses)
-        if getenv("RDEBUG") != nil { FileHandle.standardError.write("step \(step) t \(timestep): \(stepLosses)\n".data(using: .utf8)!) }
         let moved = refocused.count == 1 ? refocused[0] : Ops.concat(refocused, dim: 0)
         // 2. Outside the regions: the source, re-noised to `timestep`.
         let a = window.alphaCumprod(timestep)
@@ -123,7 +122,9 @@ final class ReAtCoMethod: EditMethod {
     /// `automaticLevelCells` on its short side (level 0's grid when none has).
     static func level(_ requested: Int, unet: UNet2DConditionModel, height: Int, width: Int) -> Int {
         if requested >= 0 { return requested }
-        let levels = (0..<unet.config.blockOutChannels.count).filter { !unet.crossAttentionLayerNames(level: $0).isEmpty }
+        let levels = (0..<unet.config.blockOutChannels.count).filter {
+            !unet.crossAttentionLayerNames(level: $0).isEmpty
+        }
         let fine = levels.filter {
             let g = unet.crossAttentionGrid(level: $0, height: height, width: width)
             return min(g.height, g.width) >= automaticLevelCells
