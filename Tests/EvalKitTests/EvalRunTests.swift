@@ -62,7 +62,9 @@ final class EvalRunTests: XCTestCase {
             XCTAssertGreaterThan(t.seconds, 0)
             let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as? [String: Any])
             XCTAssertEqual(Set(json.keys), ["clips", "frames", "mode", "edit_accuracy", "background_exact",
-                                            "warp_error", "boundary_warp_error", "mask_iou", "psnr", "seconds"])
+                                            "warp_error", "boundary_warp_error", "mask_iou", "psnr",
+                                            "region_accuracy", "outside_psnr", "seconds"])
+            XCTAssertTrue(json["region_accuracy"] is NSNull, "no layout clip")
             XCTAssertEqual(json["mode"] as? String, mode.rawValue)
             XCTAssertEqual(json["background_exact"] as? Double, 1)
             XCTAssertTrue(json["mask_iou"] is NSNull)
@@ -105,9 +107,11 @@ final class EvalRunTests: XCTestCase {
     }
 
     func testRefusals() throws {
-        XCTAssertThrowsError(try EvalRunner.validate(configuration { $0.settings.mode = .reatco })) {
-            XCTAssertTrue("\($0)".contains("reatco"))
-        }
+        // mode=reatco takes its words from layout clips; region-words and regions together are refused at once.
+        XCTAssertNoThrow(try EvalRunner.validate(configuration { $0.settings.mode = .reatco }))
+        XCTAssertThrowsError(try EvalRunner.validate(configuration {
+            $0.settings.mode = .reatco; $0.settings.regionWords = "a"; $0.settings.regions = "b:0,0,1,1"
+        })) { XCTAssertTrue("\($0)".contains("not both"), "\($0)") }
         XCTAssertThrowsError(try EvalRunner.validate(configuration { $0.windowSize = 0 }))
         let dir = try TestClips.temporaryFolder("eval-empty")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -118,6 +122,37 @@ final class EvalRunTests: XCTestCase {
         XCTAssertThrowsError(try EvalClip.load(dir.appendingPathComponent("clip-0000"))) {
             XCTAssertTrue("\($0)".contains("missing key"), "\($0)")
         }
+    }
+
+    /// A layout clip's metrics: region_accuracy counts frames whose every region is mostly its colour, outside_psnr
+    /// compares the pixels outside every region; edit accuracy and warp error do not apply.
+    func testLayoutClipMetrics() throws {
+        let json = """
+            {"width": 4, "height": 2, "frames": 2, "source_prompt": "s", "target_prompt": "t", "edited_object": 0,
+             "source_color": "red", "target_color": "blue", "palette": {"red": [255, 0, 0], "blue": [0, 0, 255]},
+             "objects": [{"displacements": [[0, 0], [0, 0]]}], "region_words": ["a", "b"],
+             "region_colors": ["blue", "red"],
+             "region_palette": {"red": [255, 0, 0], "blue": [0, 0, 255], "background": [0, 0, 0]}}
+            """
+        let meta = try JSONDecoder().decode(ClipMetadata.self, from: Data(json.utf8))
+        XCTAssertTrue(meta.isLayout)
+        let labels = Mask(width: 4, height: 2, pixels: [1, 1, 2, 2, 0, 0, 0, 0])
+        let input = Frame(format: .rgb, width: 4, height: 2, planes: [[UInt8](repeating: 0, count: 24)])
+        func frame(_ pixels: [[UInt8]]) -> Frame {
+            Frame(format: .rgb, width: 4, height: 2, planes: [pixels.flatMap { $0 }])
+        }
+        let (blue, red, dark): ([UInt8], [UInt8], [UInt8]) = ([0, 0, 250], [250, 0, 0], [1, 0, 0])
+        // Frame 0: region b is blue, not red; frame 1: both right. Outside: every byte off by 1 in one channel.
+        let outputs = [frame([blue, blue, blue, blue, dark, dark, dark, dark]),
+                       frame([blue, blue, red, red, dark, dark, dark, dark])]
+        let clip = EvalClip(name: "layout", meta: meta, frames: [input, input], masks: [labels, labels])
+        var t = EvalTally()
+        t.add(clip, outputs: outputs, windowSize: 2, expectedColor: "blue", threshold: 128, feather: 0)
+        XCTAssertEqual(t.regionAccuracy, 0.5)
+        XCTAssertEqual(try XCTUnwrap(t.outsidePSNR), 10 * log10(255 * 255 * 3), accuracy: 1e-9)
+        XCTAssertNil(t.editAccuracy)
+        XCTAssertNil(t.warpError)
+        XCTAssertEqual(t.backgroundExact, 0, "outside the regions every pixel changed")
     }
 
     func testGenerate() throws {
