@@ -213,8 +213,7 @@ public struct EvalTally: Sendable {
         let colors = meta.regionColors ?? [], palette = meta.regionPalette ?? [:]
         for f in outputs.indices {
             let labels = clip.masks[f].pixels
-            let union = Mask(width: clip.masks[f].width, height: clip.masks[f].height,
-                             pixels: labels.map { $0 >= 1 && Int($0) <= colors.count ? 255 : 0 })
+            let union = RegionWords.union(clip.masks[f], words: colors.count)
             let b = EvalMetrics.backgroundCounts(input: clip.frames[f], output: outputs[f], mask: union,
                                                  threshold: threshold, feather: feather)
             backgroundEqual += b.equal

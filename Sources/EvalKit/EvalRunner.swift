@@ -125,8 +125,7 @@ public final class EvalRunner {
     /// else the union of its regions as 0/255; other clips' masks as they are.
     private func layoutMask(_ mask: Mask, clip: EvalClip, settings s: EditorSettings) -> Mask {
         guard let words = clip.meta.regionWords, !(s.mode == .reatco && !s.regionWords.isEmpty) else { return mask }
-        return Mask(width: mask.width, height: mask.height,
-                    pixels: mask.pixels.map { $0 >= 1 && Int($0) <= words.count ? 255 : 0 })
+        return RegionWords.union(mask, words: words.count)
     }
 
     /// Loads and evaluates every clip folder in order; `progress` sees each clip's own tally.

@@ -111,8 +111,7 @@ public final class DiffusionWindowEditor: WindowEditing {
         }
         // mode=reatco: the masks are label maps (or the regions' boxes); the rest of the edit sees their union.
         let labels = try regionLabels(masks, width: W, height: H)
-        let masks = labels.map { l in l.map { regionLayout!.union($0) } }
-            ?? masks.map { $0.scaled(width: W, height: H) }
+        let masks = editMasks(masks, labels: labels, width: W, height: H)
         let threshold = regionLayout == nil ? settings.maskThreshold : 128
         // Nothing masked in the window's own frames: nothing to edit, and the UNet never runs.
         if settings.preserveBackground && !masks.contains(where: { $0.pixels.contains { Int($0) >= threshold } }) {
@@ -125,8 +124,7 @@ public final class DiffusionWindowEditor: WindowEditing {
         report.contextFrames = c
         let allFrames = Array(context.frames.prefix(c)) + frames
         let contextLabels = try regionLabels(Array(context.masks.prefix(c)), width: W, height: H)
-        let allMasks = (contextLabels.map { l in l.map { regionLayout!.union($0) } }
-                        ?? Array(context.masks.prefix(c)).map { $0.scaled(width: W, height: H) }) + masks
+        let allMasks = editMasks(Array(context.masks.prefix(c)), labels: contextLabels, width: W, height: H) + masks
         let regions = labels.map {
             WindowRegions(tokens: regionTokens, labels: (contextLabels ?? []) + $0, layout: regionLayout!)
         }
@@ -242,6 +240,12 @@ public final class DiffusionWindowEditor: WindowEditing {
         let labels = masks.map { layout.labels($0, width: width, height: height) }
         if let refusal = layout.refusal(labels) { throw WindowEditError(refusal) }
         return labels
+    }
+
+    /// The masks the edit follows at `width`×`height`: the regions' union of `labels` (mode=reatco), else `masks`.
+    private func editMasks(_ masks: [Mask], labels: [Mask]?, width: Int, height: Int) -> [Mask] {
+        if let labels, let layout = regionLayout { return labels.map(layout.union) }
+        return masks.map { $0.scaled(width: width, height: height) }
     }
 
     /// The prompts as the edit loop takes them, computed once per editor.

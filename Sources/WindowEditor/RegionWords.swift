@@ -92,10 +92,12 @@ public struct RegionWords: Sendable, Equatable {
     }
 
     /// The union of the regions as a 0/255 mask (what the edit region and the composite follow).
-    public func union(_ labels: Mask) -> Mask {
-        let n = words.count
-        return Mask(width: labels.width, height: labels.height,
-                    pixels: labels.pixels.map { $0 >= 1 && Int($0) <= n ? 255 : 0 })
+    public func union(_ labels: Mask) -> Mask { Self.union(labels, words: words.count) }
+
+    /// The union of the regions of a label map of `words` words (values 1…words) as a 0/255 mask.
+    public static func union(_ labels: Mask, words: Int) -> Mask {
+        Mask(width: labels.width, height: labels.height,
+             pixels: labels.pixels.map { $0 >= 1 && Int($0) <= words ? 255 : 0 })
     }
 
     /// Why a window's label maps (with region-words) cannot be read as labels, or nil: pixels set but none of them a
