@@ -11,7 +11,12 @@ Stages (--stage all runs them in order, skipping finished ones):
   unet     train the UNet2DConditionModel and the CLIPTextModel together (epsilon prediction, SD 1.x
            scaled_linear schedule 0.00085-0.012 over 1000 steps, min-SNR-5 loss weights, caption dropout 10 %
            so classifier-free guidance works, EMA of the weights)
+  ground   continue both from the unet stage's EMA weights with a grounding loss on the cross-attention maps
+           (TokenCompose): each object's colour and shape words attend to the object (--ground-steps, 0 = skip)
   export   write the diffusers folder (F16 safetensors) to --out
+
+--from-model DIR takes an exported folder's weights as the vae and unet stages' results, so the later stages
+fine-tune it (`--from-model Models/shapes-sd --stage all` re-encodes the latents and runs the grounding stage).
 """
 import argparse
 import json
@@ -86,13 +91,18 @@ def stage_data(args):
         return
     rng = np.random.default_rng(args.seed)
     images = np.zeros((args.images, SIZE, SIZE, 3), np.uint8)
+    # Each object's coverage at the latent grid (mean over 8x8 pixels): what the grounding stage's attention
+    # maps are asked to follow. Object i of a caption is covers[:, i]; a missing object is all zeros.
+    covers = np.zeros((args.images, 2, SIZE // 8, SIZE // 8), np.float16)
     captions = []
     t0 = time.time()
     for i in range(args.images):
         scene = world.random_scene(rng, SIZE, SIZE, frames=1)
-        images[i] = world.render(scene)[0]
+        images[i], object_covers = world.render(scene)
+        for k, cov in enumerate(object_covers):
+            covers[i, k] = cov.reshape(SIZE // 8, 8, SIZE // 8, 8).mean(axis=(1, 3))
         captions.append(world.caption(scene))
-    np.savez(path + ".tmp.npz", images=images, captions=np.array(captions))
+    np.savez(path + ".tmp.npz", images=images, captions=np.array(captions), covers=covers)
     os.replace(path + ".tmp.npz", path)
     log(args.work, f"data: {args.images} images in {time.time() - t0:.0f} s")
 
@@ -184,7 +194,9 @@ def stage_latents(args):
         if i % 6400 == 0:
             log(args.work, f"latents: {i} of {len(images)} encoded, {time.time() - t0:.0f} s")
     latents = torch.cat(out)
-    scaling = 1.0 / latents.std().item()
+    # A VAE taken from an exported folder keeps the scaling factor its UNet was trained with.
+    scaling = torch.load(os.path.join(args.work, "vae.pt"), weights_only=False).get("scaling_factor")
+    scaling = scaling or 1.0 / latents.std().item()
     psnr = 10 * math.log10(4 / np.mean(mse))
     torch.save({"latents": latents, "scaling_factor": scaling}, path)
     log(args.work, f"latents: {tuple(latents.shape)}, std {latents.std().item():.4f}, scaling_factor {scaling:.5f}, "
@@ -237,6 +249,34 @@ def unet_lr(args, cycles, step):
     return peak * min(1.0, (step - first + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def noised_batch(rng, gen, latents, ids, empty, batch, ac):
+    """A training batch: indices, which captions were dropped (10 %, to the empty prompt, so classifier-free
+    guidance works), the caption ids, timesteps, noise and the noised latents."""
+    idx = torch.from_numpy(rng.integers(0, len(latents), batch))
+    x0 = latents[idx]
+    cond = ids[idx].clone()
+    drop = torch.from_numpy(rng.random(batch) < 0.1)
+    cond[drop] = empty
+    t = torch.randint(0, 1000, (batch,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    a = ac[t].view(-1, 1, 1, 1)
+    return idx, drop, cond, t, noise, a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def apply_step(loss, opt, params, ema, step):
+    """One optimiser step with the gradient norm clipped to 1, then the EMA update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(step)
+
+
+def save_unet_state(path, unet, text, opt, ema, step, start):
+    save_state(path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(), ema=ema.state_dict(),
+               step=step, elapsed=time.time() - start)
+
+
 def stage_unet(args):
     done = os.path.join(args.work, "unet.done")
     if os.path.exists(done):
@@ -274,37 +314,237 @@ def stage_unet(args):
     while step < total:
         for g in opt.param_groups:
             g["lr"] = unet_lr(args, cycles, step)
-        idx = torch.from_numpy(rng.integers(0, len(latents), args.unet_batch))
-        x0 = latents[idx]
-        cond = ids[idx].clone()
-        drop = torch.from_numpy(rng.random(args.unet_batch) < 0.1)
-        cond[drop] = empty
-        t = torch.randint(0, 1000, (args.unet_batch,), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        a = ac[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        _, _, cond, t, noise, xt = noised_batch(rng, gen, latents, ids, empty, args.unet_batch, ac)
         hidden = text(cond).last_hidden_state
         pred = unet(xt, t, encoder_hidden_states=hidden).sample
         per = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
         loss = (per * weight[t]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(step)
+        apply_step(loss, opt, params, ema, step)
         step += 1
         running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
         if step % 100 == 0:
             log(args.work, f"unet step {step} loss {running:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                            f"{(time.time() - start) / 60:.1f} min")
         if time.time() - last_save > 300:
-            save_state(ckpt, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
-                       ema=ema.state_dict(), step=step, elapsed=time.time() - start)
+            save_unet_state(ckpt, unet, text, opt, ema, step, start)
             last_save = time.time()
-    save_state(ckpt, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(), ema=ema.state_dict(),
-               step=step, elapsed=time.time() - start)
+    save_unet_state(ckpt, unet, text, opt, ema, step, start)
     open(done, "w").write(str(step))
     log(args.work, f"unet done: {step} steps in {(time.time() - start) / 60:.1f} min")
+
+
+class GroundingProcessor:
+    """Cross-attention (attn2) as diffusers' AttnProcessor computes it, keeping the head-averaged probabilities
+    [B, tokens, 77] of the last call in `self.probs` (gradients flow through them)."""
+
+    def __init__(self):
+        self.probs = None
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        batch = hidden_states.shape[0]
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, None)
+        self.probs = probs.view(batch, attn.heads, *probs.shape[1:]).mean(dim=1)
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def grounding_targets(tok, captions, n):
+    """Per caption, the token positions (BOS = 0) of each object's colour and shape words: int64 [N, 2, 2], -1 where
+    the caption has no such object. Captions are "a|an <colour> <shape> and ... on a ...": every word is whole
+    BPE tokens, so a word starts at 1 + the token count of the words before it. A word of several tokens ("cy an")
+    is grounded by its last, the first that has seen the whole word (the text encoder is causal)."""
+    positions = torch.full((n, 2, 2), -1, dtype=torch.long)
+    lengths = {}
+    for i, caption in enumerate(captions[:n]):
+        at, words = 1, caption.split(" ")
+        for w, word in enumerate(words):
+            if word not in lengths:
+                lengths[word] = len(tok(word, add_special_tokens=False).input_ids)
+            objects_part = words.index("on") if "on" in words else len(words)
+            if w < objects_part and w % 4 in (1, 2):
+                positions[i, w // 4, w % 4 - 1] = at + lengths[word] - 1
+            at += lengths[word]
+    return positions
+
+
+def grounding_loss(processors, covers, positions):
+    """TokenCompose's two terms (Wang et al., CVPR 2024) on every cross-attention layer of at least 8x8 tokens, for
+    each object's colour and shape words: (1 - share of the word's attention inside the object)^2, and the binary
+    cross-entropy between the object's coverage and the two words' summed attention probability at each cell."""
+    token_terms, pixel_terms = [], []
+    for proc in processors:
+        probs = proc.probs  # [B, r*r, 77]
+        side = int(round(math.sqrt(probs.shape[1])))
+        if side < 8:
+            continue
+        cov = F.adaptive_avg_pool2d(covers, side).flatten(2)  # [B, 2, r*r]
+        for k in range(2):
+            valid = positions[:, k, 0] >= 0
+            if not valid.any():
+                continue
+            p, m = probs[valid], cov[valid, k]
+            words = []
+            for w in range(2):
+                idx = positions[valid, k, w].view(-1, 1, 1).expand(-1, p.shape[1], 1)
+                a = p.gather(2, idx).squeeze(2)  # [b, r*r]
+                inside = (a * m).sum(1) / a.sum(1).clamp_min(1e-8)
+                token_terms.append(((1 - inside) ** 2).mean())
+                words.append(a)
+            both = (words[0] + words[1]).clamp(1e-6, 1 - 1e-6)
+            pixel_terms.append(F.binary_cross_entropy(both, (m > 0.5).float()))
+    return torch.stack(token_terms).mean(), torch.stack(pixel_terms).mean()
+
+
+@torch.no_grad()
+def grounding_probe(args, unet, text, processors, tok, probe):
+    """How well the cross-attention maps localise each object's words, on held-out scenes at t = 200, 500, 800:
+    `share` = the words' attention inside the object over all their attention (layers of >= 8x8 tokens), `wins` =
+    share of the object's cells (coverage > 0.5) where one of its two words has the highest probability among
+    tokens 1...75 (what mode=reatco's maps, a sharp softmax over those tokens, turn into its foreground)."""
+    latents, ids, covers, positions = probe
+    shares, wins = [], []
+    for t_value in (200, 500, 800):
+        gen = torch.Generator().manual_seed(t_value)
+        t = torch.full((len(latents),), t_value)
+        a = alphas_cumprod()[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * latents + (1 - a).sqrt() * torch.randn(latents.shape, generator=gen)
+        unet(xt, t, encoder_hidden_states=text(ids).last_hidden_state)
+        for proc in processors:
+            probs = proc.probs
+            side = int(round(math.sqrt(probs.shape[1])))
+            if side < 8:
+                continue
+            cov = F.adaptive_avg_pool2d(covers, side).flatten(2)
+            best = probs[:, :, 1:76].argmax(dim=2) + 1  # [B, r*r]
+            for k in range(2):
+                valid = positions[:, k, 0] >= 0
+                for w in range(2):
+                    idx = positions[valid, k, w].view(-1, 1, 1).expand(-1, probs.shape[1], 1)
+                    attn = probs[valid].gather(2, idx).squeeze(2)
+                    shares.append(((attn * cov[valid, k]).sum(1) / attn.sum(1)).mean().item())
+                cells = cov[valid, k] > 0.5
+                hit = (best[valid] == positions[valid, k, 0:1]) | (best[valid] == positions[valid, k, 1:2])
+                if cells.any():
+                    wins.append(hit[cells].float().mean().item())
+    return float(np.mean(shares)), float(np.mean(wins))
+
+
+def probe_batch(args, tok, n=48):
+    """Held-out scenes (another seed than the training data's), encoded with the trained VAE."""
+    rng = np.random.default_rng(args.seed + 999)
+    images, covers, captions = np.zeros((n, SIZE, SIZE, 3), np.uint8), np.zeros((n, 2, 16, 16), np.float32), []
+    for i in range(n):
+        scene = world.random_scene(rng, SIZE, SIZE, frames=1)
+        images[i], object_covers = world.render(scene)
+        for k, cov in enumerate(object_covers):
+            covers[i, k] = cov.reshape(16, 8, 16, 8).mean(axis=(1, 3))
+        captions.append(world.caption(scene))
+    scaling = torch.load(os.path.join(args.work, "latents.pt"))["scaling_factor"]
+    with torch.no_grad():
+        latents = load_vae(args).encode(to_pixels(images)).latent_dist.mean * scaling
+    return latents, token_ids(tok, captions), torch.from_numpy(covers), grounding_targets(tok, captions, n)
+
+
+def stage_ground(args):
+    """Continues the UNet and text encoder from the unet stage's EMA weights with the diffusion loss plus a
+    grounding loss on the cross-attention maps (TokenCompose): each object's colour and shape words attend to the
+    object. Why: mode=reatco refocuses words by their maps and the plain model's maps hardly localise (docs)."""
+    done = os.path.join(args.work, "ground.done")
+    if args.ground_steps == 0 or os.path.exists(done):
+        return
+    data = np.load(os.path.join(args.work, "data.npz"))
+    captions = [str(c) for c in data["captions"][:args.unet_images]]
+    covers_all = torch.from_numpy(data["covers"][:args.unet_images].astype(np.float32))
+    lat = torch.load(os.path.join(args.work, "latents.pt"))
+    latents = lat["latents"] * lat["scaling_factor"]
+    tok = tokenizer()
+    ids = token_ids(tok, captions)
+    empty = token_ids(tok, [""])[0]
+    positions_all = grounding_targets(tok, captions, len(captions))
+    unet, text = build_unet_and_text()
+    modules = [unet, text]
+    params = [p for m in modules for p in m.parameters()]
+    ckpt = os.path.join(args.work, "ground.pt")
+    opt = torch.optim.AdamW(params, lr=args.ground_lr, weight_decay=0.01)
+    ema = EMA(modules, args.ema)
+    if os.path.exists(ckpt):
+        s = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"]), opt.load_state_dict(s["opt"])
+        ema.load_state_dict(s["ema"])
+        step, elapsed = s["step"], s["elapsed"]
+    else:
+        s = torch.load(os.path.join(args.work, "unet.pt"), weights_only=False)
+        unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
+        ema.load_state_dict(s["ema"])
+        ema.copy_to_models()
+        step, elapsed = 0, 0.0
+    processors = []
+    for name, module in unet.named_modules():
+        if name.endswith("attn2"):
+            processors.append(GroundingProcessor())
+            module.set_processor(processors[-1])
+    probe = probe_batch(args, tok)
+    share, wins = grounding_probe(args, unet, text, processors, tok, probe)
+    log(args.work, f"ground probe at step {step}: share inside {share:.3f}, cells won {wins:.3f}")
+    ac = alphas_cumprod()
+    snr = ac / (1 - ac)
+    weight = torch.clamp(snr, max=5.0) / snr
+    rng = np.random.default_rng(args.seed + 11 + step)
+    gen = torch.Generator().manual_seed(args.seed + 3 + step)
+    start, last_save, running = time.time() - elapsed, time.time(), None
+    while step < args.ground_steps:
+        frac = step / args.ground_steps
+        for g in opt.param_groups:
+            cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+            g["lr"] = args.ground_lr * min(1.0, (step + 1) / 100) * cosine
+        idx, drop, cond, t, noise, xt = noised_batch(rng, gen, latents, ids, empty, args.unet_batch, ac)
+        positions = positions_all[idx].clone()
+        positions[drop] = -1
+        hidden = text(cond).last_hidden_state
+        pred = unet(xt, t, encoder_hidden_states=hidden).sample
+        diffusion = (((pred - noise) ** 2).mean(dim=(1, 2, 3)) * weight[t]).mean()
+        token_term, pixel_term = grounding_loss(processors, covers_all[idx], positions)
+        loss = diffusion + args.ground_token_weight * token_term + args.ground_pixel_weight * pixel_term
+        apply_step(loss, opt, params, ema, step)
+        step += 1
+        now = torch.tensor([diffusion.item(), token_term.item(), pixel_term.item()])
+        running = now if running is None else 0.98 * running + 0.02 * now
+        if step % 50 == 0:
+            log(args.work, f"ground step {step} diffusion {running[0]:.4f} token {running[1]:.4f} "
+                           f"pixel {running[2]:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                           f"{(time.time() - start) / 60:.1f} min")
+        if step % 250 == 0:
+            share, wins = grounding_probe(args, unet, text, processors, tok, probe)
+            log(args.work, f"ground probe at step {step} (raw weights): share inside {share:.3f}, cells won {wins:.3f}")
+        if time.time() - last_save > 300:
+            save_unet_state(ckpt, unet, text, opt, ema, step, start)
+            last_save = time.time()
+    save_unet_state(ckpt, unet, text, opt, ema, step, start)
+    open(done, "w").write(str(step))
+    log(args.work, f"ground done: {step} steps in {(time.time() - start) / 60:.1f} min")
+
+
+def stage_from_model(args):
+    """--from-model DIR: takes an exported folder's VAE, UNet and text encoder as the vae and unet stages' results
+    (F16 weights widened to F32, the UNet's as its own EMA), so later stages (latents, ground) continue from it."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    if not os.path.exists(os.path.join(args.work, "vae.done")):
+        vae = AutoencoderKL.from_pretrained(os.path.join(args.from_model, "vae")).float()
+        save_state(os.path.join(args.work, "vae.pt"), model=vae.state_dict(), step=args.vae_steps, elapsed=0.0,
+                   scaling_factor=vae.config.scaling_factor)
+        open(os.path.join(args.work, "vae.done"), "w").write("from " + args.from_model)
+    if not os.path.exists(os.path.join(args.work, "unet.done")):
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(args.from_model, "unet")).float()
+        text = CLIPTextModel.from_pretrained(os.path.join(args.from_model, "text_encoder")).float()
+        shadow = [p.detach().clone() for m in (unet, text) for p in m.parameters()]
+        save_state(os.path.join(args.work, "unet.pt"), unet=unet.state_dict(), text=text.state_dict(), ema=shadow,
+                   step=0, elapsed=0.0)
+        open(os.path.join(args.work, "unet.done"), "w").write("from " + args.from_model)
+    log(args.work, f"from-model: {args.from_model}")
 
 
 def stage_export(args):
@@ -312,7 +552,9 @@ def stage_export(args):
     lat = torch.load(os.path.join(args.work, "latents.pt"))
     vae.register_to_config(scaling_factor=round(lat["scaling_factor"], 5))
     unet, text = build_unet_and_text()
-    s = torch.load(os.path.join(args.work, "unet.pt"), weights_only=False)
+    ground = os.path.join(args.work, "ground.pt")
+    source = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
+    s = torch.load(source, weights_only=False)
     unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
     ema = EMA([unet, text], args.ema)
     ema.load_state_dict(s["ema"])
@@ -337,12 +579,14 @@ def stage_export(args):
                "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
                "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDIMScheduler"]},
               open(os.path.join(out, "model_index.json"), "w"), indent=2)
-    log(args.work, f"export: {out} (unet step {s['step']}, {'raw' if args.no_ema else 'EMA'} weights)")
+    kind = "raw" if args.no_ema else "EMA"
+    log(args.work, f"export: {out} ({os.path.basename(source)} step {s['step']}, {kind} weights)")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", default="all", choices=["all", "data", "vae", "latents", "unet", "export"])
+    p.add_argument("--stage", default="all",
+                   choices=["all", "data", "vae", "latents", "unet", "ground", "export"])
     p.add_argument("--work", default=os.path.join(ROOT, ".train-shapes-sd"))
     p.add_argument("--out", default=os.path.join(ROOT, "Models", "shapes-sd"))
     p.add_argument("--seed", type=int, default=20261123)
@@ -358,12 +602,21 @@ def main():
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=3e-4)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--ground-steps", type=int, default=0,
+                   help="grounding stage steps after the unet stage (0 = none)")
+    p.add_argument("--ground-lr", type=float, default=1e-4)
+    p.add_argument("--ground-token-weight", type=float, default=0.05)
+    p.add_argument("--ground-pixel-weight", type=float, default=0.05)
+    p.add_argument("--from-model", help="start from an exported model folder: its VAE and UNet stand for the vae "
+                                        "and unet stages (fine-tuning, e.g. the grounding stage)")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
+    if args.from_model:
+        stage_from_model(args)
     stages = {"data": stage_data, "vae": stage_vae, "latents": stage_latents, "unet": stage_unet,
-              "export": stage_export}
+              "ground": stage_ground, "export": stage_export}
     for name, fn in stages.items():
         if args.stage in ("all", name):
             fn(args)
