@@ -85,24 +85,29 @@ def save_state(path, **state):
     os.replace(tmp, path)
 
 
-def stage_data(args):
-    path = os.path.join(args.work, "data.npz")
-    if os.path.exists(path):
-        return
-    rng = np.random.default_rng(args.seed)
-    images = np.zeros((args.images, SIZE, SIZE, 3), np.uint8)
-    # Each object's coverage at the latent grid (mean over 8x8 pixels): what the grounding stage's attention
-    # maps are asked to follow. Object i of a caption is covers[:, i]; a missing object is all zeros.
-    covers = np.zeros((args.images, 2, SIZE // 8, SIZE // 8), np.float16)
+def render_scenes(rng, n):
+    """n random single-frame scenes: uint8 images [n, H, W, 3], each object's coverage at the latent grid (mean
+    over 8x8 pixels; object i of a caption is covers[:, i], a missing object all zeros) and the captions."""
+    images = np.zeros((n, SIZE, SIZE, 3), np.uint8)
+    covers = np.zeros((n, 2, SIZE // 8, SIZE // 8), np.float32)
     captions = []
-    t0 = time.time()
-    for i in range(args.images):
+    for i in range(n):
         scene = world.random_scene(rng, SIZE, SIZE, frames=1)
         images[i], object_covers = world.render(scene)
         for k, cov in enumerate(object_covers):
             covers[i, k] = cov.reshape(SIZE // 8, 8, SIZE // 8, 8).mean(axis=(1, 3))
         captions.append(world.caption(scene))
-    np.savez(path + ".tmp.npz", images=images, captions=np.array(captions), covers=covers)
+    return images, covers, captions
+
+
+def stage_data(args):
+    path = os.path.join(args.work, "data.npz")
+    if os.path.exists(path):
+        return
+    t0 = time.time()
+    # The coverages are what the grounding stage's attention maps are asked to follow.
+    images, covers, captions = render_scenes(np.random.default_rng(args.seed), args.images)
+    np.savez(path + ".tmp.npz", images=images, captions=np.array(captions), covers=covers.astype(np.float16))
     os.replace(path + ".tmp.npz", path)
     log(args.work, f"data: {args.images} images in {time.time() - t0:.0f} s")
 
@@ -249,6 +254,12 @@ def unet_lr(args, cycles, step):
     return peak * min(1.0, (step - first + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def add_noise(x0, noise, t, ac):
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise (the forward process)."""
+    a = ac[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
 def noised_batch(rng, gen, latents, ids, empty, batch, ac):
     """A training batch: indices, which captions were dropped (10 %, to the empty prompt, so classifier-free
     guidance works), the caption ids, timesteps, noise and the noised latents."""
@@ -259,8 +270,7 @@ def noised_batch(rng, gen, latents, ids, empty, batch, ac):
     cond[drop] = empty
     t = torch.randint(0, 1000, (batch,), generator=gen)
     noise = torch.randn(x0.shape, generator=gen)
-    a = ac[t].view(-1, 1, 1, 1)
-    return idx, drop, cond, t, noise, a.sqrt() * x0 + (1 - a).sqrt() * noise
+    return idx, drop, cond, t, noise, add_noise(x0, noise, t, ac)
 
 
 def apply_step(loss, opt, params, ema, step):
@@ -275,6 +285,13 @@ def apply_step(loss, opt, params, ema, step):
 def save_unet_state(path, unet, text, opt, ema, step, start):
     save_state(path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(), ema=ema.state_dict(),
                step=step, elapsed=time.time() - start)
+
+
+def finish_unet_stage(args, name, ckpt, unet, text, opt, ema, step, start):
+    """The last checkpoint of a stage training the UNet and text encoder, and its `<name>.done` marker."""
+    save_unet_state(ckpt, unet, text, opt, ema, step, start)
+    open(os.path.join(args.work, name + ".done"), "w").write(str(step))
+    log(args.work, f"{name} done: {step} steps in {(time.time() - start) / 60:.1f} min")
 
 
 def stage_unet(args):
@@ -328,9 +345,7 @@ def stage_unet(args):
         if time.time() - last_save > 300:
             save_unet_state(ckpt, unet, text, opt, ema, step, start)
             last_save = time.time()
-    save_unet_state(ckpt, unet, text, opt, ema, step, start)
-    open(done, "w").write(str(step))
-    log(args.work, f"unet done: {step} steps in {(time.time() - start) / 60:.1f} min")
+    finish_unet_stage(args, "unet", ckpt, unet, text, opt, ema, step, start)
 
 
 class GroundingProcessor:
@@ -351,30 +366,29 @@ class GroundingProcessor:
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def grounding_targets(tok, captions, n):
+def grounding_targets(tok, captions):
     """Per caption, the token positions (BOS = 0) of each object's colour and shape words: int64 [N, 2, 2], -1 where
     the caption has no such object. Captions are "a|an <colour> <shape> and ... on a ...": every word is whole
     BPE tokens, so a word starts at 1 + the token count of the words before it. A word of several tokens ("cy an")
     is grounded by its last, the first that has seen the whole word (the text encoder is causal)."""
-    positions = torch.full((n, 2, 2), -1, dtype=torch.long)
+    positions = torch.full((len(captions), 2, 2), -1, dtype=torch.long)
     lengths = {}
-    for i, caption in enumerate(captions[:n]):
+    for i, caption in enumerate(captions):
         at, words = 1, caption.split(" ")
+        objects_part = words.index("on") if "on" in words else len(words)
         for w, word in enumerate(words):
             if word not in lengths:
                 lengths[word] = len(tok(word, add_special_tokens=False).input_ids)
-            objects_part = words.index("on") if "on" in words else len(words)
             if w < objects_part and w % 4 in (1, 2):
                 positions[i, w // 4, w % 4 - 1] = at + lengths[word] - 1
             at += lengths[word]
     return positions
 
 
-def grounding_loss(processors, covers, positions):
-    """TokenCompose's two terms (Wang et al., CVPR 2024) on every cross-attention layer of at least 8x8 tokens, for
-    each object's colour and shape words: (1 - share of the word's attention inside the object)^2, and the binary
-    cross-entropy between the object's coverage and the two words' summed attention probability at each cell."""
-    token_terms, pixel_terms = [], []
+def object_word_maps(processors, covers, positions):
+    """For every cross-attention layer of at least 8x8 tokens and each object k of the captions that have it: the
+    layer's probabilities [b, r*r, 77], the object's coverage at the layer's grid [b, r*r], its two words' maps
+    [b, r*r] each and their positions [b, 2] (b = the captions with object k)."""
     for proc in processors:
         probs = proc.probs  # [B, r*r, 77]
         side = int(round(math.sqrt(probs.shape[1])))
@@ -385,21 +399,30 @@ def grounding_loss(processors, covers, positions):
             valid = positions[:, k, 0] >= 0
             if not valid.any():
                 continue
-            p, m = probs[valid], cov[valid, k]
-            words = []
-            for w in range(2):
-                idx = positions[valid, k, w].view(-1, 1, 1).expand(-1, p.shape[1], 1)
-                a = p.gather(2, idx).squeeze(2)  # [b, r*r]
-                inside = (a * m).sum(1) / a.sum(1).clamp_min(1e-8)
-                token_terms.append(((1 - inside) ** 2).mean())
-                words.append(a)
-            both = (words[0] + words[1]).clamp(1e-6, 1 - 1e-6)
-            pixel_terms.append(F.binary_cross_entropy(both, (m > 0.5).float()))
+            p, words = probs[valid], positions[valid, k]
+            maps = [p.gather(2, words[:, w].view(-1, 1, 1).expand(-1, p.shape[1], 1)).squeeze(2) for w in range(2)]
+            yield p, cov[valid, k], maps, words
+
+
+def inside_share(word_map, coverage):
+    """Per caption, the share of a word's attention that falls inside its object."""
+    return (word_map * coverage).sum(1) / word_map.sum(1).clamp_min(1e-8)
+
+
+def grounding_loss(processors, covers, positions):
+    """TokenCompose's two terms (Wang et al., CVPR 2024) on every cross-attention layer of at least 8x8 tokens, for
+    each object's colour and shape words: (1 - share of the word's attention inside the object)^2, and the binary
+    cross-entropy between the object's coverage and the two words' summed attention probability at each cell."""
+    token_terms, pixel_terms = [], []
+    for _, m, maps, _ in object_word_maps(processors, covers, positions):
+        token_terms += [((1 - inside_share(a, m)) ** 2).mean() for a in maps]
+        both = (maps[0] + maps[1]).clamp(1e-6, 1 - 1e-6)
+        pixel_terms.append(F.binary_cross_entropy(both, (m > 0.5).float()))
     return torch.stack(token_terms).mean(), torch.stack(pixel_terms).mean()
 
 
 @torch.no_grad()
-def grounding_probe(args, unet, text, processors, tok, probe):
+def grounding_probe(unet, text, processors, probe):
     """How well the cross-attention maps localise each object's words, on held-out scenes at t = 200, 500, 800:
     `share` = the words' attention inside the object over all their attention (layers of >= 8x8 tokens), `wins` =
     share of the object's cells (coverage > 0.5) where one of its two words has the highest probability among
@@ -409,43 +432,24 @@ def grounding_probe(args, unet, text, processors, tok, probe):
     for t_value in (200, 500, 800):
         gen = torch.Generator().manual_seed(t_value)
         t = torch.full((len(latents),), t_value)
-        a = alphas_cumprod()[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * latents + (1 - a).sqrt() * torch.randn(latents.shape, generator=gen)
+        xt = add_noise(latents, torch.randn(latents.shape, generator=gen), t, alphas_cumprod())
         unet(xt, t, encoder_hidden_states=text(ids).last_hidden_state)
-        for proc in processors:
-            probs = proc.probs
-            side = int(round(math.sqrt(probs.shape[1])))
-            if side < 8:
-                continue
-            cov = F.adaptive_avg_pool2d(covers, side).flatten(2)
-            best = probs[:, :, 1:76].argmax(dim=2) + 1  # [B, r*r]
-            for k in range(2):
-                valid = positions[:, k, 0] >= 0
-                for w in range(2):
-                    idx = positions[valid, k, w].view(-1, 1, 1).expand(-1, probs.shape[1], 1)
-                    attn = probs[valid].gather(2, idx).squeeze(2)
-                    shares.append(((attn * cov[valid, k]).sum(1) / attn.sum(1)).mean().item())
-                cells = cov[valid, k] > 0.5
-                hit = (best[valid] == positions[valid, k, 0:1]) | (best[valid] == positions[valid, k, 1:2])
-                if cells.any():
-                    wins.append(hit[cells].float().mean().item())
+        for p, m, maps, words in object_word_maps(processors, covers, positions):
+            shares += [inside_share(a, m).mean().item() for a in maps]
+            best = p[:, :, 1:76].argmax(dim=2) + 1  # [b, r*r]
+            hit = (best == words[:, 0:1]) | (best == words[:, 1:2])
+            cells = m > 0.5
+            if cells.any():
+                wins.append(hit[cells].float().mean().item())
     return float(np.mean(shares)), float(np.mean(wins))
 
 
-def probe_batch(args, tok, n=48):
+def probe_batch(args, tok, scaling, n=48):
     """Held-out scenes (another seed than the training data's), encoded with the trained VAE."""
-    rng = np.random.default_rng(args.seed + 999)
-    images, covers, captions = np.zeros((n, SIZE, SIZE, 3), np.uint8), np.zeros((n, 2, 16, 16), np.float32), []
-    for i in range(n):
-        scene = world.random_scene(rng, SIZE, SIZE, frames=1)
-        images[i], object_covers = world.render(scene)
-        for k, cov in enumerate(object_covers):
-            covers[i, k] = cov.reshape(16, 8, 16, 8).mean(axis=(1, 3))
-        captions.append(world.caption(scene))
-    scaling = torch.load(os.path.join(args.work, "latents.pt"))["scaling_factor"]
+    images, covers, captions = render_scenes(np.random.default_rng(args.seed + 999), n)
     with torch.no_grad():
         latents = load_vae(args).encode(to_pixels(images)).latent_dist.mean * scaling
-    return latents, token_ids(tok, captions), torch.from_numpy(covers), grounding_targets(tok, captions, n)
+    return latents, token_ids(tok, captions), torch.from_numpy(covers), grounding_targets(tok, captions)
 
 
 def stage_ground(args):
@@ -463,7 +467,7 @@ def stage_ground(args):
     tok = tokenizer()
     ids = token_ids(tok, captions)
     empty = token_ids(tok, [""])[0]
-    positions_all = grounding_targets(tok, captions, len(captions))
+    positions_all = grounding_targets(tok, captions)
     unet, text = build_unet_and_text()
     modules = [unet, text]
     params = [p for m in modules for p in m.parameters()]
@@ -486,8 +490,8 @@ def stage_ground(args):
         if name.endswith("attn2"):
             processors.append(GroundingProcessor())
             module.set_processor(processors[-1])
-    probe = probe_batch(args, tok)
-    share, wins = grounding_probe(args, unet, text, processors, tok, probe)
+    probe = probe_batch(args, tok, lat["scaling_factor"])
+    share, wins = grounding_probe(unet, text, processors, probe)
     log(args.work, f"ground probe at step {step}: share inside {share:.3f}, cells won {wins:.3f}")
     ac = alphas_cumprod()
     snr = ac / (1 - ac)
@@ -517,14 +521,12 @@ def stage_ground(args):
                            f"pixel {running[2]:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                            f"{(time.time() - start) / 60:.1f} min")
         if step % 250 == 0:
-            share, wins = grounding_probe(args, unet, text, processors, tok, probe)
+            share, wins = grounding_probe(unet, text, processors, probe)
             log(args.work, f"ground probe at step {step} (raw weights): share inside {share:.3f}, cells won {wins:.3f}")
         if time.time() - last_save > 300:
             save_unet_state(ckpt, unet, text, opt, ema, step, start)
             last_save = time.time()
-    save_unet_state(ckpt, unet, text, opt, ema, step, start)
-    open(done, "w").write(str(step))
-    log(args.work, f"ground done: {step} steps in {(time.time() - start) / 60:.1f} min")
+    finish_unet_stage(args, "ground", ckpt, unet, text, opt, ema, step, start)
 
 
 def stage_from_model(args):
