@@ -41,7 +41,8 @@ public struct DDIMSchedulerConfig: Sendable {
     }
 }
 
-/// DDIM (η = 0) sampling and inversion steps, numerically as diffusers' `DDIMScheduler` (f32 ᾱ).
+/// DDIM sampling (η = 0, or η with given variance noise) and inversion steps, numerically as diffusers'
+/// `DDIMScheduler` (f32 ᾱ).
 public struct DDIMScheduler: Sendable {
     public let config: DDIMSchedulerConfig
     public let alphasCumprod: [Float]
@@ -107,8 +108,44 @@ public struct DDIMScheduler: Sendable {
 
     /// One denoising step t → t − T/steps.
     public func step(modelOutput: Tensor, timestep t: Int, sample: Tensor, steps: Int) -> Tensor {
+        step(modelOutput: modelOutput, timestep: t, sample: sample, steps: steps, sigma: 0)
+    }
+
+    /// The standard deviation σ of the step t → t − T/steps at η (diffusers' `DDIMScheduler.step`: η·√variance,
+    /// variance = (1 − ᾱ')/(1 − ᾱ)·(1 − ᾱ/ᾱ'); η = 1 is DDPM's posterior). 0 where ᾱ' = 1.
+    public func standardDeviation(timestep t: Int, steps: Int, eta: Float) -> Float {
         let a = alpha(t), aPrev = alpha(t - config.trainTimesteps / steps)
-        let sPrev = aPrev.squareRoot(), dPrev = (1 - aPrev).squareRoot()
+        let variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev)
+        return eta * max(0, variance).squareRoot()
+    }
+
+    /// One denoising step t → t − T/steps at η with the given variance noise (diffusers' `DDIMScheduler.step` with
+    /// `eta` and `variance_noise`): √ᾱ'·x̂₀ + √(1 − ᾱ' − σ²)·ε̂ + σ·noise.
+    public func step(modelOutput: Tensor, timestep t: Int, sample: Tensor, steps: Int, eta: Float,
+                     varianceNoise: Tensor) -> Tensor {
+        let aPrev = alpha(t - config.trainTimesteps / steps)
+        let sigma = standardDeviation(timestep: t, steps: steps, eta: eta)
+        let mean = step(modelOutput: modelOutput, timestep: t, sample: sample, steps: steps, sigma: sigma)
+        return sigma > 0 ? Ops.add(mean, Ops.scale(varianceNoise, sigma)) : mean
+    }
+
+    /// The variance noise under which a step from `sample` at t with `modelOutput` lands on `previous` (the latent
+    /// at t − T/steps): (previous − mean)/σ, zero where σ = 0. The edit-friendly DDPM inversion's noise map
+    /// (Huberman-Spiegelglas et al. 2024): a step with this noise and the same model output retraces `previous`.
+    public func varianceNoise(modelOutput: Tensor, timestep t: Int, sample: Tensor, previous: Tensor, steps: Int,
+                              eta: Float) -> Tensor {
+        let sigma = standardDeviation(timestep: t, steps: steps, eta: eta)
+        let mean = step(modelOutput: modelOutput, timestep: t, sample: sample, steps: steps, sigma: sigma)
+        let out = Tensor(shape: sample.shape)
+        guard sigma > 0 else { return out }
+        for i in 0..<out.count { out.data[i] = (previous.data[i] - mean.data[i]) / sigma }
+        return out
+    }
+
+    /// The deterministic part of a step whose noise has standard deviation `sigma`.
+    private func step(modelOutput: Tensor, timestep t: Int, sample: Tensor, steps: Int, sigma: Float) -> Tensor {
+        let a = alpha(t), aPrev = alpha(t - config.trainTimesteps / steps)
+        let sPrev = aPrev.squareRoot(), dPrev = max(0, 1 - aPrev - sigma * sigma).squareRoot()
         let out = Tensor(shape: sample.shape)
         for i in 0..<sample.count {
             let (x0, eps) = predict(modelOutput.data[i], sample.data[i], alpha: a)

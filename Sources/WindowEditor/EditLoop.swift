@@ -1,6 +1,6 @@
 // The DDIM edit of one window, the same for every method. The recipe:
 //   1. Invert: DDIM steps from the clean latents up toward noise under the source prompt, every level kept (the
-//      inverted trajectory).
+//      inverted trajectory); or, inversion=ddpm, the clean latents noised to each level and each step's noise map.
 //   2. Edit: guided DDIM steps back down under the target prompt, edit step j starting where inversion step
 //      editSteps − 1 − j ended (or from the latent the method makes of it: mode=reatco refocuses it).
 //   3. Blend: after each edit step, outside the edit region, the latent is the trajectory's level.
@@ -19,6 +19,8 @@ final class EditLoop {
         var strength: Double
         var guidanceScale: Double
         var inversionIterations: Int
+        var inversion: InversionKind
+        var seed: UInt64
         var preserveBackground: Bool
         var attentionReuse: SelfAttentionMaps.Config
         var deepCacheInterval: Int
@@ -28,6 +30,8 @@ final class EditLoop {
             strength = settings.strength
             guidanceScale = settings.guidanceScale
             inversionIterations = settings.inversionIterations
+            inversion = settings.inversion
+            seed = settings.seed
             preserveBackground = settings.preserveBackground
             attentionReuse = SelfAttentionMaps.Config(settings)
             deepCacheInterval = settings.deepCacheInterval
@@ -71,7 +75,9 @@ final class EditLoop {
         defer { predictor.addCounts(to: &report); method.addCounts(to: &report) }
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
                             timesteps: Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...]),
-                            editRegion: inputs.editRegion, saliency: inputs.saliency)
+                            editRegion: inputs.editRegion, saliency: inputs.saliency,
+                            noisedLevels: config.inversion == .ddpm ? noisedLevels(inputs.latents, editSteps: editSteps,
+                                                                                   steps: steps) : nil)
         let plan = method.plan
         let (h, w) = (inputs.latents.shape[2], inputs.latents.shape[3])
         let whole = LatentView(boxes: nil, height: h, width: w, isBackground: true)
@@ -112,6 +118,9 @@ final class EditLoop {
                         _ run: RunContext) throws -> Trajectory {
         var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
         let saliency = view.cut(run.saliency)
+        if let levels = run.noisedLevels {
+            return try invertByNoising(levels, trajectory, steps: steps, in: view, unetSteps: unetSteps, run)
+        }
         var noise: Tensor? = nil
         for k in steps {
             let (x, j) = (trajectory.last, run.editSteps - 1 - k)
@@ -134,6 +143,54 @@ final class EditLoop {
         return trajectory
     }
 
+    /// inversion=ddpm: level L (1…editSteps) is the clean latent noised to its timestep with its own seeded noise
+    /// (level 0 is the clean latent), on the whole latent.
+    private func noisedLevels(_ latents: Tensor, editSteps: Int, steps: Int) -> [Tensor] {
+        let timesteps = Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...])
+        return [latents] + (1...editSteps).map { level in
+            let a = scheduler.alphasCumprod[timesteps[editSteps - level]]
+            let (f, c, h, w) = (latents.shape[0], latents.shape[1], latents.shape[2], latents.shape[3])
+            let one = Tensor.randomNormal(shape: [1, c, h, w], seed: config.seed &* 7919 &+ UInt64(level))
+            let noise = Ops.concat([Tensor](repeating: one, count: f), dim: 0)
+            return Ops.add(Ops.scale(latents, a.squareRoot()), Ops.scale(noise, (1 - a).squareRoot()))
+        }
+    }
+
+    /// Edit-friendly DDPM inversion of steps `steps` on `view`: the levels are `levels` cut to the view; step k
+    /// keeps the noise map under which a DDPM step from level k + 1 (ε under the source prompt) lands on level k.
+    /// The levels need no sequence, so ε is taken in the order the edit's steps run, with the same step caching:
+    /// an edit under the source prompt then retraces the levels exactly, step caching included.
+    private func invertByNoising(_ levels: [Tensor], _ start: Trajectory, steps: Range<Int>, in view: LatentView,
+                                 unetSteps: Set<Int>?, _ run: RunContext) throws -> Trajectory {
+        var trajectory = start
+        let saliency = view.cut(run.saliency)
+        let whole = LatentView(boxes: nil, height: levels[0].shape[2], width: levels[0].shape[3], isBackground: true)
+        let deepFeatures = UNetDeepFeatures()
+        var noise: Tensor? = nil
+        var maps: [Tensor] = []
+        for k in steps.reversed() {
+            let (j, x) = (run.editSteps - 1 - k, view.cut(levels[k + 1], from: whole))
+            let t = run.timesteps[j]
+            if unetSteps?.contains(k) ?? true || noise == nil {
+                noise = try run.predictor(x, .inversion, editStep: j, timestep: t, saliency: saliency,
+                                          deepFeatures: deepCacheUse(step: steps.upperBound - 1 - k, deepFeatures))
+                if view.isBackground { report.backgroundInversionSteps += 1 }
+            }
+            maps.append(scheduler.varianceNoise(modelOutput: noise!, timestep: t, sample: x,
+                                                previous: view.cut(levels[k], from: whole), steps: run.steps, eta: 1))
+        }
+        trajectory.noiseMaps = maps.reversed()
+        trajectory.latents += steps.map { view.cut(levels[$0 + 1], from: whole) }
+        return trajectory
+    }
+
+    /// DeepCache's use of the UNet at the `step`-th step of a phase: with deep-cache-interval k > 1, steps k·i run
+    /// the whole UNet and keep its deep features, the steps between them reuse those; nil without caching.
+    private func deepCacheUse(step: Int, _ features: UNetDeepFeatures) -> UNetDeepFeatures.Use? {
+        guard config.deepCacheInterval > 1 else { return nil }
+        return step % config.deepCacheInterval == 0 ? .record(features) : .reuse(features)
+    }
+
     /// Edit steps `steps` on `view` from `start` (step j takes level editSteps − j to editSteps − 1 − j); with
     /// preserve-background each step's result outside the method's edit region is replaced by `trajectory`'s level.
     /// With deep-cache-interval k > 1, steps k·i of the phase run the whole UNet and keep its deep features, the
@@ -145,14 +202,15 @@ final class EditLoop {
         let deepFeatures = UNetDeepFeatures()
         for j in steps {
             let t = run.timesteps[j]
-            var use: UNetDeepFeatures.Use? = nil
-            if config.deepCacheInterval > 1 {
-                use = (j - steps.lowerBound) % config.deepCacheInterval == 0 ? .record(deepFeatures)
-                                                                            : .reuse(deepFeatures)
-            }
+            let use = deepCacheUse(step: j - steps.lowerBound, deepFeatures)
             x = try run.method.latent(x, beforeEditStep: j, timestep: t)
             let e = try run.predictor(x, .edit, editStep: j, timestep: t, saliency: saliency, deepFeatures: use)
-            x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
+            if let noise = trajectory.noise(step: run.editSteps - 1 - j) {
+                x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps, eta: 1,
+                                   varianceNoise: noise)
+            } else {
+                x = scheduler.step(modelOutput: e, timestep: t, sample: x, steps: run.steps)
+            }
             if config.preserveBackground {
                 editedRegion = run.method.editRegion(afterEditStep: j) ?? run.editRegion
                 LatentRegions.blend(x, reference: trajectory[run.editSteps - 1 - j], masks: view.cut(editedRegion))
@@ -172,14 +230,20 @@ private struct RunContext {
     let timesteps: [Int]
     /// Per frame, whole latent grid: the inputs' edit region and saliency.
     let editRegion: [[Float]], saliency: [[Float]]
+    /// inversion=ddpm: the noised levels 0…editSteps of the whole latent; nil: DDIM inversion.
+    let noisedLevels: [Tensor]?
 }
 
 /// Latents at consecutive noise levels from `firstLevel` on, as an inversion left them.
 private struct Trajectory {
     let firstLevel: Int
     var latents: [Tensor]
+    /// inversion=ddpm: per inversion step from `firstLevel` on, the variance noise the edit's step adds.
+    var noiseMaps: [Tensor] = []
 
     subscript(level: Int) -> Tensor { latents[level - firstLevel] }
+    /// The noise map of inversion step `step` (levels step → step + 1), nil for DDIM.
+    func noise(step: Int) -> Tensor? { noiseMaps.isEmpty ? nil : noiseMaps[step - firstLevel] }
     var last: Tensor { latents[latents.count - 1] }
 }
 

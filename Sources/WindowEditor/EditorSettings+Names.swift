@@ -147,6 +147,8 @@ extension EditorSettings {
                 + "blend step (0 = one per step)", 0...1000, \.backgroundSteps),
             int("inversion-iterations", "Fixed-point iterations per DDIM inversion step (1 = plain DDIM inversion; "
                 + "more = closer reconstruction)", 1...20, \.inversionIterations),
+            choice("inversion", "How the trajectory the edit retraces is found: ddim (DDIM inversion), ddpm "
+                   + "(edit-friendly DDPM noise maps, seeded)", \.inversion),
             double("attention-reuse", "Share of the edit steps (the first) whose self-attention maps are the "
                    + "inversion's (FateZero): keeps the edited object's layout; 0 = off", 0...1, \.attentionReuse),
             int("deep-cache-interval", "Of every this many edit steps, the first runs the whole UNet and the others "

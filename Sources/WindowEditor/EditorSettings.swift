@@ -15,6 +15,16 @@ public enum EditMode: String, Sendable, CaseIterable {
     case tokenflow
 }
 
+/// How the inverted trajectory the edit retraces is found.
+public enum InversionKind: String, Sendable, CaseIterable {
+    /// DDIM inversion: deterministic steps toward noise under the source prompt; the edit's DDIM steps retrace them.
+    case ddim
+    /// Edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2024): each level is the clean latent noised
+    /// independently (seeded), and each step keeps the noise map under which a DDPM step (η = 1) from one level
+    /// lands exactly on the next; the edit's DDPM steps add those maps.
+    case ddpm
+}
+
 public enum CrossFrameAttention: String, Sendable, CaseIterable {
     /// Each frame attends to itself only.
     case none
@@ -75,6 +85,8 @@ public struct EditorSettings: Sendable, Equatable {
     /// `inversion-iterations`: fixed-point iterations per DDIM inversion step: the step is repeated with the
     /// prediction taken at its own result, so denoising retraces it more closely. 1 = plain DDIM inversion.
     public var inversionIterations: Int = 1
+    /// `inversion`: DDIM inversion, or the edit-friendly DDPM noise maps.
+    public var inversion: InversionKind = .ddim
     /// `attention-reuse`: share of the edit steps (the first) whose self-attention maps are the inversion's
     /// (SelfAttentionMapReuse.swift); 0 = off.
     public var attentionReuse: Double = 0

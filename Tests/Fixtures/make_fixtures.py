@@ -109,10 +109,12 @@ def ddim_fixture():
         n = len(s.timesteps)
         samples = torch.randn(n, 2, 4, 4, 6, generator=g)
         outputs = torch.randn(n, 2, 4, 4, 6, generator=g)
-        stepped, inverted = [], []
+        noises = torch.randn(n, 2, 4, 4, 6, generator=g)   # drawn last: the other tensors stay as before
+        stepped, stepped_eta, inverted = [], [], []
         ac = s.alphas_cumprod
         for i, t in enumerate(s.timesteps):
             stepped.append(s.step(outputs[i], t, samples[i]).prev_sample)
+            stepped_eta.append(s.step(outputs[i], t, samples[i], eta=1.0, variance_noise=noises[i]).prev_sample)
             # Inversion (docs/numerics.md): target t ascending, current = t - 1000/n (alpha[0] when negative).
             tt = int(s.timesteps.flip(0)[i])
             cur = tt - 1000 // steps
@@ -124,6 +126,7 @@ def ddim_fixture():
             "timesteps": s.timesteps.to(torch.float32), "alphas_cumprod": ac.to(torch.float32),
             "samples": samples, "model_outputs": outputs,
             "step": torch.stack(stepped), "inversion": torch.stack(inverted),
+            "variance_noise": noises, "step_eta_1": torch.stack(stepped_eta),
         }, os.path.join(out, f"ddim_{steps}_{pred}.safetensors"))
     print("ddim: written")
 

@@ -48,6 +48,38 @@ final class DDIMSchedulerTests: XCTestCase {
         }
     }
 
+    /// The step at η = 1 with given variance noise (DDPM's posterior) against diffusers' `step(eta=1.0,
+    /// variance_noise=…)` within 2e-6, and the noise map that retraces a step: a step with it lands on the given
+    /// latent.
+    func testStepWithVarianceNoiseMatchesDiffusers() throws {
+        for (steps, prediction) in [(50, "epsilon"), (20, "epsilon"), (20, "v_prediction")] {
+            let s = try scheduler(prediction: prediction)
+            let ref = try Fixtures.tensors("ddim/ddim_\(steps)_\(prediction).safetensors")
+            let samples = try ref.tensor("samples"), outputs = try ref.tensor("model_outputs")
+            let noises = try ref.tensor("variance_noise"), stepped = try ref.tensor("step_eta_1")
+            let per = samples.count / steps, shape = Array(samples.shape.dropFirst())
+            let ts = s.timesteps(steps: steps)
+            var worst: Float = 0, worstRetrace: Float = 0
+            for i in 0..<steps {
+                let x = samples.slice(first: i, length: 1).reshaped(shape)
+                let e = outputs.slice(first: i, length: 1).reshaped(shape)
+                let z = noises.slice(first: i, length: 1).reshaped(shape)
+                let out = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps, eta: 1, varianceNoise: z)
+                for j in 0..<per { worst = max(worst, abs(out.data[j] - stepped.data[i * per + j])) }
+                // Any latent is reached by the noise map found for it (here: the next sample of the fixture).
+                let target = samples.slice(first: (i + 1) % steps, length: 1).reshaped(shape)
+                let map = s.varianceNoise(modelOutput: e, timestep: ts[i], sample: x, previous: target, steps: steps,
+                                          eta: 1)
+                let back = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps, eta: 1, varianceNoise: map)
+                for j in 0..<per { worstRetrace = max(worstRetrace, abs(back.data[j] - target.data[j])) }
+            }
+            print("ddim \(steps) \(prediction) eta 1: step max error \(worst), retrace \(worstRetrace)")
+            // Values up to about 4, so 2e-6 is a few roundings (the noise term adds one product and one sum).
+            XCTAssertLessThanOrEqual(worst, 2e-6, "\(steps) \(prediction) step at eta 1")
+            XCTAssertLessThanOrEqual(worstRetrace, 1e-4, "\(steps) \(prediction) noise map retrace")
+        }
+    }
+
     /// Inverting with the model output that sampling used, then stepping back, returns the sample.
     func testInversionUndoesStep() throws {
         let s = try scheduler()

@@ -88,6 +88,33 @@ final class DiffusionEditorTests: XCTestCase {
         XCTAssertGreaterThan(psnr, 40)
     }
 
+    /// inversion=ddpm: the edit's DDPM steps add the noise maps the inversion found, with ε taken in the edit's
+    /// order and step caching, so a null edit retraces the noised levels exactly, with or without crops.
+    func testEditFriendlyInversionNullEditIsExact() throws {
+        for mode in [EditMode.baseline, .ocd] {
+            let (psnr, calls) = try Self.nullEditPSNR(settings {
+                $0.prompt = "a red car"; $0.guidanceScale = 1; $0.mode = mode; $0.inversion = .ddpm
+            })
+            XCTAssertGreaterThan(psnr, 90, "\(mode)")
+            XCTAssertEqual(calls, 16, "\(mode): 8 inversion and 8 edit steps")
+        }
+        // DDIM inversion at the same settings does not retrace (the tiny random UNet moves fast with its input).
+        let (ddim, _) = try Self.nullEditPSNR(settings { $0.prompt = "a red car"; $0.guidanceScale = 1 })
+        XCTAssertLessThan(ddim, 40)
+    }
+
+    /// inversion=ddpm draws its noise from the seed: equal seeds, equal latents; another seed, others.
+    func testEditFriendlyInversionFollowsTheSeed() throws {
+        let pipe = try model()
+        let w = Self.window(frames: 2)
+        func edit(_ seed: UInt64) throws -> [Frame] {
+            try DiffusionWindowEditor(pipeline: pipe, settings: settings { $0.inversion = .ddpm; $0.seed = seed })
+                .edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
+        }
+        XCTAssertEqual(try edit(1), try edit(1))
+        XCTAssertNotEqual(try edit(1), try edit(2))
+    }
+
     /// Runs the edit loop on a 4-frame window with `s.prompt` as source and target (the editor's null edit) and
     /// returns the latents' PSNR (dB over their range) and the UNet calls.
     static func nullEditPSNR(_ s: EditorSettings) throws -> (psnr: Double, unetCalls: Int) {
