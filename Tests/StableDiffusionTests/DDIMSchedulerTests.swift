@@ -22,29 +22,50 @@ final class DDIMSchedulerTests: XCTestCase {
         XCTAssertEqual(s.timesteps(steps: 50).last, 1)
     }
 
+    /// One schedule of a fixture file (ddim_<steps>_<prediction>): the scheduler, the file, and per step i its
+    /// timestep and the fixture's step-i slice of any tensor.
+    struct FixtureSchedule {
+        let steps: Int, prediction: String
+        let scheduler: DDIMScheduler
+        let reference: SafetensorsFile
+        let timesteps: [Int]
+
+        /// Step i's item of the fixture tensor `name` ([steps, …]).
+        func item(_ name: String, _ i: Int) throws -> Tensor {
+            let t = try reference.tensor(name)
+            return t.slice(first: i, length: 1).reshaped(Array(t.shape.dropFirst()))
+        }
+
+        /// The largest difference between `x` and step i's item of `name`.
+        func error(_ x: Tensor, _ name: String, _ i: Int) throws -> Float { maxDifference(x, try item(name, i)) }
+    }
+
+    func fixtureSchedules() throws -> [FixtureSchedule] {
+        try [(50, "epsilon"), (20, "epsilon"), (20, "v_prediction")].map { steps, prediction in
+            let s = try scheduler(prediction: prediction)
+            return FixtureSchedule(steps: steps, prediction: prediction, scheduler: s,
+                                   reference: try Fixtures.tensors("ddim/ddim_\(steps)_\(prediction).safetensors"),
+                                   timesteps: s.timesteps(steps: steps))
+        }
+    }
+
     /// step and inversion against diffusers over whole schedules, within 1e-6.
     func testStepAndInversionMatchDiffusers() throws {
-        for (steps, prediction) in [(50, "epsilon"), (20, "epsilon"), (20, "v_prediction")] {
-            let s = try scheduler(prediction: prediction)
-            let ref = try Fixtures.tensors("ddim/ddim_\(steps)_\(prediction).safetensors")
-            let samples = try ref.tensor("samples"), outputs = try ref.tensor("model_outputs")
-            let stepped = try ref.tensor("step"), inverted = try ref.tensor("inversion")
-            let per = samples.count / steps, shape = Array(samples.shape.dropFirst())
-            let ts = s.timesteps(steps: steps)
+        for f in try fixtureSchedules() {
+            let (s, steps, ts) = (f.scheduler, f.steps, f.timesteps)
             var worstStep: Float = 0, worstInv: Float = 0
             for i in 0..<steps {
-                let x = samples.slice(first: i, length: 1).reshaped(shape)
-                let e = outputs.slice(first: i, length: 1).reshaped(shape)
+                let (x, e) = (try f.item("samples", i), try f.item("model_outputs", i))
                 let out = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps)
-                for j in 0..<per { worstStep = max(worstStep, abs(out.data[j] - stepped.data[i * per + j])) }
-                if prediction == "epsilon" {
+                worstStep = max(worstStep, try f.error(out, "step", i))
+                if f.prediction == "epsilon" {
                     let inv = s.inversionStep(modelOutput: e, timestep: ts[steps - 1 - i], sample: x, steps: steps)
-                    for j in 0..<per { worstInv = max(worstInv, abs(inv.data[j] - inverted.data[i * per + j])) }
+                    worstInv = max(worstInv, try f.error(inv, "inversion", i))
                 }
             }
-            print("ddim \(steps) \(prediction): step max error \(worstStep), inversion \(worstInv)")
-            XCTAssertLessThanOrEqual(worstStep, 1e-6, "\(steps) \(prediction) step")
-            XCTAssertLessThanOrEqual(worstInv, 1e-6, "\(steps) \(prediction) inversion")
+            print("ddim \(steps) \(f.prediction): step max error \(worstStep), inversion \(worstInv)")
+            XCTAssertLessThanOrEqual(worstStep, 1e-6, "\(steps) \(f.prediction) step")
+            XCTAssertLessThanOrEqual(worstInv, 1e-6, "\(steps) \(f.prediction) inversion")
         }
     }
 
@@ -52,31 +73,25 @@ final class DDIMSchedulerTests: XCTestCase {
     /// variance_noise=…)` within 2e-6, and the noise map that retraces a step: a step with it lands on the given
     /// latent.
     func testStepWithVarianceNoiseMatchesDiffusers() throws {
-        for (steps, prediction) in [(50, "epsilon"), (20, "epsilon"), (20, "v_prediction")] {
-            let s = try scheduler(prediction: prediction)
-            let ref = try Fixtures.tensors("ddim/ddim_\(steps)_\(prediction).safetensors")
-            let samples = try ref.tensor("samples"), outputs = try ref.tensor("model_outputs")
-            let noises = try ref.tensor("variance_noise"), stepped = try ref.tensor("step_eta_1")
-            let per = samples.count / steps, shape = Array(samples.shape.dropFirst())
-            let ts = s.timesteps(steps: steps)
+        for f in try fixtureSchedules() {
+            let (s, steps, ts) = (f.scheduler, f.steps, f.timesteps)
             var worst: Float = 0, worstRetrace: Float = 0
             for i in 0..<steps {
-                let x = samples.slice(first: i, length: 1).reshaped(shape)
-                let e = outputs.slice(first: i, length: 1).reshaped(shape)
-                let z = noises.slice(first: i, length: 1).reshaped(shape)
-                let out = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps, eta: 1, varianceNoise: z)
-                for j in 0..<per { worst = max(worst, abs(out.data[j] - stepped.data[i * per + j])) }
+                let (x, e) = (try f.item("samples", i), try f.item("model_outputs", i))
+                let out = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps, eta: 1,
+                                 varianceNoise: try f.item("variance_noise", i))
+                worst = max(worst, try f.error(out, "step_eta_1", i))
                 // Any latent is reached by the noise map found for it (here: the next sample of the fixture).
-                let target = samples.slice(first: (i + 1) % steps, length: 1).reshaped(shape)
+                let target = try f.item("samples", (i + 1) % steps)
                 let map = s.varianceNoise(modelOutput: e, timestep: ts[i], sample: x, previous: target, steps: steps,
                                           eta: 1)
                 let back = s.step(modelOutput: e, timestep: ts[i], sample: x, steps: steps, eta: 1, varianceNoise: map)
-                for j in 0..<per { worstRetrace = max(worstRetrace, abs(back.data[j] - target.data[j])) }
+                worstRetrace = max(worstRetrace, try f.error(back, "samples", (i + 1) % steps))
             }
-            print("ddim \(steps) \(prediction) eta 1: step max error \(worst), retrace \(worstRetrace)")
+            print("ddim \(steps) \(f.prediction) eta 1: step max error \(worst), retrace \(worstRetrace)")
             // Values up to about 4, so 2e-6 is a few roundings (the noise term adds one product and one sum).
-            XCTAssertLessThanOrEqual(worst, 2e-6, "\(steps) \(prediction) step at eta 1")
-            XCTAssertLessThanOrEqual(worstRetrace, 1e-4, "\(steps) \(prediction) noise map retrace")
+            XCTAssertLessThanOrEqual(worst, 2e-6, "\(steps) \(f.prediction) step at eta 1")
+            XCTAssertLessThanOrEqual(worstRetrace, 1e-4, "\(steps) \(f.prediction) noise map retrace")
         }
     }
 
