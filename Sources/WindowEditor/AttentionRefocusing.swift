@@ -5,7 +5,8 @@
 //   x ← x − α_i·∇ₓ loss,  α_i = scale·√(linspace(1, 0.5, steps)[i])        (ReAtCo: scale 20, 25 of 50 steps)
 // and at 0 %, 20 % and 40 % of the steps (ReAtCo's steps 0, 10 and 20 of 50), before that update, an Attend-and-Excite
 // loop on the foreground term alone until every word's fg reaches 0.05, 0.5 and 0.8 (at most `refinementIterations`
-// updates). The UNet runs plain self-attention in these calls (UNet2DConditionModel+Gradient.swift).
+// updates). The UNet's self-attention in these calls is the edit's cross-frame attention within the frames of the
+// call (UNet2DConditionModel+Gradient.swift), so the gradient sees the frames together as the edit steps do.
 import StableDiffusion
 import TensorKernels
 
@@ -31,6 +32,8 @@ struct AttentionRefocusing {
     let loss: ReAtCoAttentionLoss
     /// Edit steps of the window.
     let steps: Int
+    /// Per frame of the call, the frames whose keys/values its self-attention sees (nil: its own).
+    var selfAttentionGroups: [[Int]]? = nil
 
     /// Refinement steps (as shares of the edit steps) and the foreground score every word must reach there.
     static let refinements: [(share: Double, threshold: Float)] = [(0, 0.05), (0.2, 0.5), (0.4, 0.8)]
@@ -57,7 +60,8 @@ struct AttentionRefocusing {
         var refocus = loss
         refocus.foregroundOnly = foregroundOnly
         let r = unet.crossAttentionGradient(x, timesteps: [Float](repeating: Float(timestep), count: x.shape[0]),
-                                            encoderHiddenStates: context, level: config.level, weights: weights) {
+                                            encoderHiddenStates: context, level: config.level, weights: weights,
+                                            selfAttentionGroups: selfAttentionGroups) {
             let result = refocus($0)
             scores = result.foregroundScores
             return (result.loss, result.probabilityGradients)

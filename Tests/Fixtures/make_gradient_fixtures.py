@@ -56,13 +56,34 @@ class RecordingProcessor:
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def maps_of(unet, level, sample, timestep, ehs):
+class CrossFrameProcessor:
+    """Self-attention in which frame i attends to the keys/values of frames 0, i - 1 and i, without repeats
+    (ocdedit's cross-frame=first-previous)."""
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        outs = []
+        for i in range(hidden_states.shape[0]):
+            frames = list(dict.fromkeys([0, max(i - 1, 0), i]))
+            context = torch.cat([hidden_states[f] for f in frames], 0)[None]
+            query = attn.head_to_batch_dim(attn.to_q(hidden_states[i : i + 1]))
+            key = attn.head_to_batch_dim(attn.to_k(context))
+            value = attn.head_to_batch_dim(attn.to_v(context))
+            probs = attn.get_attention_scores(query, key, None)
+            outs.append(attn.batch_to_head_dim(torch.bmm(probs, value)))
+        return attn.to_out[1](attn.to_out[0](torch.cat(outs, 0)))
+
+
+def maps_of(unet, level, sample, timestep, ehs, cross_frame=False):
     from diffusers.models.attention_processor import AttnProcessor
     wanted = set(level_layers(unet, level))
     store = []
     processors = {}
     for key in unet.attn_processors:
-        processors[key] = RecordingProcessor(store) if key[: -len(".processor")] in wanted else AttnProcessor()
+        if key[: -len(".processor")] in wanted:
+            processors[key] = RecordingProcessor(store)
+        elif cross_frame and key.endswith("attn1.processor"):
+            processors[key] = CrossFrameProcessor()
+        else:
+            processors[key] = AttnProcessor()
     unet.set_attn_processor(processors)
     unet(sample, timestep, encoder_hidden_states=ehs)
     assert len(store) == len(wanted), (len(store), wanted)
@@ -128,6 +149,13 @@ def fixtures(name, seed):
                   os.path.join(ref, f"grad_maps_L{level}_in.safetensors"))
         save_file({"loss": loss.detach().reshape(1), "grad": x.grad.contiguous()},
                   os.path.join(ref, f"grad_maps_L{level}_out.safetensors"))
+        # The same loss with cross-frame self-attention (first-previous) in every attn1 layer.
+        x = sample.clone().requires_grad_(True)
+        probs = maps_of(unet, level, x, timestep, ehs, cross_frame=True)
+        loss = sum((wi * p).sum() for wi, p in zip(weights, probs))
+        loss.backward()
+        save_file({"loss": loss.detach().reshape(1), "grad": x.grad.contiguous()},
+                  os.path.join(ref, f"grad_maps_L{level}_cross_frame_out.safetensors"))
 
         # ReAtCo's loss: two words, each a box region per frame (moving right), the contract's files.
         mh, mw = h >> level, w >> level

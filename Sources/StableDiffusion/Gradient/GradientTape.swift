@@ -239,6 +239,49 @@ final class GradientTape {
         }
         return (out, p)
     }
+
+    /// Self-attention across items: item b's queries attend to the keys/values of the items `groups[b]` (its own
+    /// among them), their tokens concatenated in that order (cross-frame attention, as `KeyValueGroups` without
+    /// weights). q, k, v [B, N, C]; the output [B, N, C]. Keys and values pass their gradients back to every item
+    /// that lent them.
+    func groupedAttention(query q: TapeValue, key k: TapeValue, value v: TapeValue, heads: Int,
+                          groups: [[Int]]) -> TapeValue {
+        let b = q.shape[0]
+        precondition(groups.count == b && groups.allSatisfy { $0.allSatisfy((0..<b).contains) },
+                     "grouped attention: \(groups) for a batch of \(b)")
+        func item(_ x: Tensor, _ i: Int) -> Tensor { x.slice(first: i, length: 1) }
+        func lent(_ x: Tensor, _ i: Int) -> Tensor { Ops.concat(groups[i].map { item(x, $0) }, dim: 1) }
+        let out = value(Ops.concat((0..<b).map {
+            Ops.attention(query: item(q.value, $0), key: lent(k.value, $0), value: lent(v.value, $0), heads: heads)
+        }, dim: 0), from: [q, k, v])
+        guard out.needsGradient else { return out }
+        let (query, key, value) = (q.value, k.value, v.value)
+        let (qSlot, kSlot, vSlot) = (q.slot, k.slot, v.slot)
+        let keyValueGradients = k.needsGradient || v.needsGradient
+        record(out) { dOut in
+            var dQ: [Tensor] = []
+            let dK = Tensor(shape: key.shape), dV = Tensor(shape: value.shape)
+            let perItem = key.count / b
+            for i in 0..<b {
+                let g = Ops.attentionGradients(query: item(query, i), key: lent(key, i), value: lent(value, i),
+                                               heads: heads, outputGradient: item(dOut, i), probabilityGradient: nil,
+                                               keyValueGradients: keyValueGradients)
+                dQ.append(g.query)
+                for (into, part) in [(dK, g.key), (dV, g.value)] {
+                    guard let part else { continue }
+                    let pieces = Ops.split(part, dim: 1, sizes: [Int](repeating: key.shape[1], count: groups[i].count))
+                    for (source, piece) in zip(groups[i], pieces) {
+                        let base = into.data + source * perItem
+                        for j in 0..<perItem { base[j] += piece.data[j] }
+                        withExtendedLifetime(piece) {}
+                    }
+                }
+            }
+            qSlot.accumulate(Ops.concat(dQ, dim: 0))
+            if keyValueGradients { kSlot.accumulate(dK); vSlot.accumulate(dV) }
+        }
+        return out
+    }
 }
 
 /// Input-gradient weights of a model's Winograd convolutions (their flipped, channel-swapped kernels), built on

@@ -1,7 +1,8 @@
 // ∂loss/∂sample for a loss on the cross-attention probabilities of one level of the UNet (ReAtCo's attention maps):
 // the forward runs on a gradient tape only as far as the level's last cross-attention layer, the caller's loss turns
-// the probabilities into a value and its gradient, and the tape carries that gradient back to the latent. Plain
-// self-attention (no hooks): every batch item is its own image, as in diffusers.
+// the probabilities into a value and its gradient, and the tape carries that gradient back to the latent.
+// Self-attention is plain (every batch item its own image, as in diffusers) or, with `selfAttentionGroups`,
+// across items (cross-frame attention, as the editor's hooks run it).
 import TensorKernels
 
 /// The cross-attention probabilities a loss reads, one entry per layer of the level in forward order.
@@ -43,9 +44,10 @@ extension UNet2DConditionModel {
     /// Runs `sample` [B, 4, h, w] forward as far as the last cross-attention layer of `level`, gives `loss` their
     /// probabilities, and returns its value and ∂loss/∂sample [B, 4, h, w]. `loss` returns one gradient per layer,
     /// shaped as its probabilities. `weights` keeps the input-gradient weights of the Winograd convolutions across
-    /// calls (one per model).
+    /// calls (one per model). `selfAttentionGroups`: per batch item, the items whose keys/values its self-attention
+    /// layers attend to, in order (its own among them); nil: its own only.
     public func crossAttentionGradient(_ sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor, level: Int,
-                                       weights: BackwardWeights,
+                                       weights: BackwardWeights, selfAttentionGroups: [[Int]]? = nil,
                                        loss: (CrossAttentionMaps) throws -> (value: Float, gradients: [Tensor]))
         rethrows -> (loss: Float, gradient: Tensor) {
         let b = sample.shape[0]
@@ -57,7 +59,7 @@ extension UNet2DConditionModel {
         let input = TapeValue(sample)
         let temb = timeLinear2(Ops.silu(timeLinear1(timestepEmbedding(timesteps))))
         let forward = TapedForward(tape: tape, context: encoderHiddenStates, tembSiLU: Ops.silu(temb),
-                                   wanted: Set(wanted))
+                                   wanted: Set(wanted), selfAttentionGroups: selfAttentionGroups)
         do {
             try forward.run(self, input)
             preconditionFailure("unet: the forward ended before the cross-attention layers of level \(level)")
@@ -82,11 +84,13 @@ private final class TapedForward {
     let tape: GradientTape
     let context: Tensor, tembSiLU: Tensor
     let wanted: Set<String>
+    let selfAttentionGroups: [[Int]]?
     private(set) var maps: [TapeValue] = [], mapNames: [String] = []
     private(set) var mapHeight = 0, mapWidth = 0
 
-    init(tape: GradientTape, context: Tensor, tembSiLU: Tensor, wanted: Set<String>) {
+    init(tape: GradientTape, context: Tensor, tembSiLU: Tensor, wanted: Set<String>, selfAttentionGroups: [[Int]]?) {
         (self.tape, self.context, self.tembSiLU, self.wanted) = (tape, context, tembSiLU, wanted)
+        self.selfAttentionGroups = selfAttentionGroups
     }
 
     func run(_ unet: UNet2DConditionModel, _ sample: TapeValue) throws {
@@ -138,9 +142,11 @@ private final class TapedForward {
         var x = input
         let n1 = tape.layerNorm(x, block.norm1)
         let a1 = block.attn1
-        let selfAttention = tape.attention(query: tape.linear(n1, a1.toQ), key: tape.linear(n1, a1.toK),
-                                           value: tape.linear(n1, a1.toV), heads: a1.heads)
-        x = tape.add(x, tape.linear(selfAttention.output, a1.toOut))
+        let (q, k, v) = (tape.linear(n1, a1.toQ), tape.linear(n1, a1.toK), tape.linear(n1, a1.toV))
+        let selfAttention = selfAttentionGroups.map {
+            tape.groupedAttention(query: q, key: k, value: v, heads: a1.heads, groups: $0)
+        } ?? tape.attention(query: q, key: k, value: v, heads: a1.heads).output
+        x = tape.add(x, tape.linear(selfAttention, a1.toOut))
         let n2 = tape.layerNorm(x, block.norm2)
         let a2 = block.attn2
         let isWanted = wanted.contains(a2.name)

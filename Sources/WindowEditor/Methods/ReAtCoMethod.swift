@@ -3,7 +3,7 @@
 //   1. Refocus (AttentionRefocusing.swift): during the first refocus-share of the steps the latent steps down the
 //      gradient of ReAtCo's attention loss (each word's cross-attention inside its region, not outside), with the
 //      Attend-and-Excite refinement at 0 %, 20 % and 40 % of the steps. The gradient runs on sub-windows of
-//      refocus-frames frames, each with its own loss (memory).
+//      refocus-frames frames, each with its own loss (memory), with cross-frame attention among its frames.
 //   2. Invariant-region joint sampling: outside the union of the regions the step starts from the source latent
 //      re-noised to the step's timestep, √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε with ε drawn from the seed and the step (runs
 //      repeat), so the background follows the source and the seam with the regions harmonises.
@@ -70,10 +70,13 @@ final class ReAtCoMethod: EditMethod {
             }
             guard !tokens.isEmpty, refocusConfig.share > 0 else { return (frames, nil) }
             let context = Ops.concat([Tensor](repeating: target, count: frames.count), dim: 0)
+            let crossFrame = CrossFrameKeyValues(config.crossFrame, frames: frames.count, halves: 1)
             return (frames, AttentionRefocusing(config: refocusConfig, unet: unet, weights: config.weights,
                                                 context: context,
                                                 loss: ReAtCoAttentionLoss(tokenIndices: tokens, regions: masks),
-                                                steps: window.editSteps))
+                                                steps: window.editSteps,
+                                                selfAttentionGroups: config.crossFrame == .none ? nil
+                                                    : (0..<frames.count).map(crossFrame.attendedFrames)))
         }
         let union = regions.labels.map { regions.union($0) }
         invariantMask = union.map { DiffusionWindowEditor.latentMasks($0, threshold: 128, width: w, height: h).hard }
