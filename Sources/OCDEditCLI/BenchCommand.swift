@@ -186,8 +186,8 @@ struct GradientBench: ParsableCommand {
         let weights = BackwardWeights()
         Profiler.reset()
         var value: Float = 0
-        let timings = try (0..<repeats).map { _ in
-            try seconds {
+        let timings = (0..<repeats).map { _ in
+            seconds {
                 value = unet.crossAttentionGradient(x, timesteps: times, encoderHiddenStates: ctx, level: level,
                                                     weights: weights) {
                     let r = loss($0)

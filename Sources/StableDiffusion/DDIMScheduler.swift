@@ -123,7 +123,6 @@ public struct DDIMScheduler: Sendable {
     /// `eta` and `variance_noise`): √ᾱ'·x̂₀ + √(1 − ᾱ' − σ²)·ε̂ + σ·noise.
     public func step(modelOutput: Tensor, timestep t: Int, sample: Tensor, steps: Int, eta: Float,
                      varianceNoise: Tensor) -> Tensor {
-        let aPrev = alpha(t - config.trainTimesteps / steps)
         let sigma = standardDeviation(timestep: t, steps: steps, eta: eta)
         let mean = step(modelOutput: modelOutput, timestep: t, sample: sample, steps: steps, sigma: sigma)
         return sigma > 0 ? Ops.add(mean, Ops.scale(varianceNoise, sigma)) : mean

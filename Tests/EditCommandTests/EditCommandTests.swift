@@ -33,8 +33,8 @@ final class EditCommandTests: XCTestCase {
     /// Runs `arguments` (the first is the program) with stdout and stderr in files, at most `timeout` seconds.
     func run(_ arguments: [String], timeout: Double = 300) throws -> Result {
         let out = dir.appendingPathComponent("stdout-\(UUID())"), err = dir.appendingPathComponent("stderr-\(UUID())")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: arguments[0])
         p.arguments = Array(arguments.dropFirst())
@@ -216,7 +216,7 @@ final class EditCommandTests: XCTestCase {
     /// its second window is done (or it ended, or 120 s passed), with its stderr so far.
     func startSlowEdit(_ input: String, _ output: String) throws -> (process: Process, log: () -> String) {
         let err = dir.appendingPathComponent("stderr-\(UUID())")
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let arguments = try editArguments(input, output) + ["--steps", "20", "--strength", "1"]
         let p = Process()
         p.executableURL = URL(fileURLWithPath: arguments[0])
