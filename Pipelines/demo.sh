@@ -9,6 +9,7 @@
 #        Pipelines/demo.sh out/demo-flow mode=tokenflow keyframe-interval=4
 #        Pipelines/demo.sh out/demo-reuse mode=baseline attention-reuse=1 guidance-scale=7.5
 #        Pipelines/demo.sh out/demo-nocache deep-cache-interval=1   (every edit step runs the whole UNet)
+#        Pipelines/demo.sh out/demo-ddpm inversion=ddpm   (edit-friendly DDPM noise maps instead of DDIM inversion)
 #        Pipelines/demo.sh out/demo-whole joint-margin=-1 decode-margin=2   (joint steps and decode as before)
 #        PROMPT="a green circle on a brown textured background" Pipelines/demo.sh out/demo-green
 # MODEL may name any diffusers-layout SD 1.x folder; CLIP a folder with frames/%04d.png and masks/%04d.png.

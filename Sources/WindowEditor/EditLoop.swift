@@ -73,11 +73,10 @@ final class EditLoop {
         let predictor = NoisePredictor(unet: unet, method: method, maps: maps, inputs: inputs,
                                        guidanceScale: config.guidanceScale, isCancelled: isCancelled)
         defer { predictor.addCounts(to: &report); method.addCounts(to: &report) }
+        let timesteps = Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...])
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
-                            timesteps: Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...]),
-                            editRegion: inputs.editRegion, saliency: inputs.saliency,
-                            noisedLevels: config.inversion == .ddpm ? noisedLevels(inputs.latents, editSteps: editSteps,
-                                                                                   steps: steps) : nil)
+                            timesteps: timesteps, editRegion: inputs.editRegion, saliency: inputs.saliency,
+                            noisedLevels: config.inversion == .ddpm ? noisedLevels(inputs.latents, timesteps) : nil)
         let plan = method.plan
         let (h, w) = (inputs.latents.shape[2], inputs.latents.shape[3])
         let whole = LatentView(boxes: nil, height: h, width: w, isBackground: true)
@@ -116,11 +115,11 @@ final class EditLoop {
     /// retraces it.
     private func invert(_ start: Tensor, steps: Range<Int>, in view: LatentView, unetSteps: Set<Int>?,
                         _ run: RunContext) throws -> Trajectory {
+        if let levels = run.noisedLevels {
+            return try invertByNoising(levels, start, steps: steps, in: view, unetSteps: unetSteps, run)
+        }
         var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
         let saliency = view.cut(run.saliency)
-        if let levels = run.noisedLevels {
-            return try invertByNoising(levels, trajectory, steps: steps, in: view, unetSteps: unetSteps, run)
-        }
         var noise: Tensor? = nil
         for k in steps {
             let (x, j) = (trajectory.last, run.editSteps - 1 - k)
@@ -143,13 +142,14 @@ final class EditLoop {
         return trajectory
     }
 
-    /// inversion=ddpm: level L (1…editSteps) is the clean latent noised to its timestep with its own seeded noise
-    /// (level 0 is the clean latent), on the whole latent.
-    private func noisedLevels(_ latents: Tensor, editSteps: Int, steps: Int) -> [Tensor] {
-        let timesteps = Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...])
+    /// inversion=ddpm: level L (1…editSteps) is the clean latent noised to its timestep (edit step editSteps − L's,
+    /// `timesteps` being the edit's) with its own seeded noise, one for every frame (level 0 is the clean latent), on
+    /// the whole latent.
+    private func noisedLevels(_ latents: Tensor, _ timesteps: [Int]) -> [Tensor] {
+        let editSteps = timesteps.count
+        let (f, c, h, w) = (latents.shape[0], latents.shape[1], latents.shape[2], latents.shape[3])
         return [latents] + (1...editSteps).map { level in
             let a = scheduler.alphasCumprod[timesteps[editSteps - level]]
-            let (f, c, h, w) = (latents.shape[0], latents.shape[1], latents.shape[2], latents.shape[3])
             let one = Tensor.randomNormal(shape: [1, c, h, w], seed: config.seed &* 7919 &+ UInt64(level))
             let noise = Ops.concat([Tensor](repeating: one, count: f), dim: 0)
             return Ops.add(Ops.scale(latents, a.squareRoot()), Ops.scale(noise, (1 - a).squareRoot()))
@@ -160,9 +160,9 @@ final class EditLoop {
     /// keeps the noise map under which a DDPM step from level k + 1 (ε under the source prompt) lands on level k.
     /// The levels need no sequence, so ε is taken in the order the edit's steps run, with the same step caching:
     /// an edit under the source prompt then retraces the levels exactly, step caching included.
-    private func invertByNoising(_ levels: [Tensor], _ start: Trajectory, steps: Range<Int>, in view: LatentView,
+    private func invertByNoising(_ levels: [Tensor], _ start: Tensor, steps: Range<Int>, in view: LatentView,
                                  unetSteps: Set<Int>?, _ run: RunContext) throws -> Trajectory {
-        var trajectory = start
+        var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
         let saliency = view.cut(run.saliency)
         let whole = LatentView(boxes: nil, height: levels[0].shape[2], width: levels[0].shape[3], isBackground: true)
         let deepFeatures = UNetDeepFeatures()

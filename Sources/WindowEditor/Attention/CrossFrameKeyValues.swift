@@ -34,17 +34,23 @@ struct CrossFrameKeyValues {
         policy == .none ? nil : groups(x)
     }
 
+    /// Per item, the items whose keys/values it attends to (its attended frames in its half); nil when every frame
+    /// attends to itself only. What the gradient's self-attention takes (`crossAttentionGradient`).
+    var itemGroups: [[Int]]? {
+        policy == .none ? nil : allItemGroups
+    }
+
     /// One group per item, each item attending to its own only: plain self-attention as groups.
     func ownFrames(_ x: Tensor) -> KeyValueGroups {
         CrossFrameKeyValues(.none, frames: frames, halves: halves).groups(x)
     }
 
+    private var allItemGroups: [[Int]] {
+        (0..<halves).flatMap { half in (0..<frames).map { attendedFrames($0).map { half * frames + $0 } } }
+    }
+
     private func groups(_ x: Tensor) -> KeyValueGroups {
-        var tokens: [Tensor] = [], itemGroups: [[Int]] = []
-        for b in 0..<(halves * frames) { tokens.append(x.slice(first: b, length: 1)) }
-        for half in 0..<halves {
-            for i in 0..<frames { itemGroups.append(attendedFrames(i).map { half * frames + $0 }) }
-        }
-        return KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: itemGroups)
+        let tokens = (0..<(halves * frames)).map { x.slice(first: $0, length: 1) }
+        return KeyValueGroups(tokens: tokens, logWeights: tokens.map { _ in nil }, itemGroups: allItemGroups)
     }
 }

@@ -74,9 +74,7 @@ final class ReAtCoMethod: EditMethod {
             return (frames, AttentionRefocusing(config: refocusConfig, unet: unet, weights: config.weights,
                                                 context: context,
                                                 loss: ReAtCoAttentionLoss(tokenIndices: tokens, regions: masks),
-                                                steps: window.editSteps,
-                                                selfAttentionGroups: config.crossFrame == .none ? nil
-                                                    : (0..<frames.count).map(crossFrame.attendedFrames)))
+                                                steps: window.editSteps, selfAttentionGroups: crossFrame.itemGroups))
         }
         let union = regions.labels.map { regions.union($0) }
         invariantMask = union.map { DiffusionWindowEditor.latentMasks($0, threshold: 128, width: w, height: h).hard }
