@@ -38,7 +38,8 @@ let package = Package(
         .systemLibrary(name: "CGStreamer", pkgConfig: "gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0",
                        providers: [.apt(["libgstreamer1.0-dev", "libgstreamer-plugins-base1.0-dev"])]),
         // appsrc/appsink for the element tests.
-        .systemLibrary(name: "CGstApp", pkgConfig: "gstreamer-app-1.0", providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),
+        .systemLibrary(name: "CGstApp", pkgConfig: "gstreamer-app-1.0",
+                       providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),
         // GstDiscoverer for `ocdedit edit` (does the input have audio?).
         .systemLibrary(name: "CGstPbutils", pkgConfig: "gstreamer-pbutils-1.0",
                        providers: [.apt(["libgstreamer-plugins-base1.0-dev"])]),

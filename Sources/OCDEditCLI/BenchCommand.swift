@@ -252,7 +252,7 @@ struct EditBench: ParsableCommand {
     @Option(help: ArgumentHelp("reference: run the reference preset (EditorPreset.swift: FateZero's "
             + "configuration, 50 + 50 steps at guidance 7.5, whole frame) first and report the speed-up of the "
             + "settings here against it; no-savings: the defaults with every saving off (baseline, no step caching, "
-            + "whole frame) at the same steps."))
+            + "whole frame) at the same steps; default: the defaults, for the cost or gain of the settings given."))
     var compare: String?
     @Option(help: "Folder with tokenizer/ and scheduler/ (the bundled model).") var model = "Models/shapes-sd"
     @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Editor settings of the measured runs (not the "
@@ -285,8 +285,8 @@ struct EditBench: ParsableCommand {
             return s
         }
         if let compare {
-            guard let preset = EditorPreset(rawValue: compare), preset != .default else {
-                throw ValidationError("--compare \(compare): reference or no-savings")
+            guard let preset = EditorPreset(rawValue: compare) else {
+                throw ValidationError("--compare \(compare): \(EditorPreset.names)")
             }
             guard let measured = mode == "compare" ? EditMode.ocd : EditMode(rawValue: mode) else {
                 throw ValidationError("unknown --mode \(mode)")

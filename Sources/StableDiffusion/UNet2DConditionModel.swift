@@ -268,9 +268,10 @@ public final class UNet2DConditionModel {
 
     /// ε prediction for `sample` [B, 4, h, w] at `timesteps` (one per batch item), conditioned on
     /// `encoderHiddenStates` [B, 77, D]. `hooks` can change self-attention and observe cross-attention.
-    /// `deepFeatures` (DeepCache): `.record` keeps the last up block's input in the caller's store; `.reuse` runs only
-    /// the first down block (without its downsampler) and the last up block, on the stored input, which must come
-    /// from a call of the same batch and latent size.
+    /// `deepFeatures` (DeepCache): `.record` keeps, in the caller's store, the input of the last up block's layer that
+    /// the store's branch starts at; `.reuse` runs only `conv_in`, the first `branch` layers of the first down block
+    /// and the last `branch` + 1 layers of the last up block, on the stored input, which must come from a call of
+    /// the same batch and latent size (UNetDeepFeatures).
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], encoderHiddenStates: Tensor,
                                hooks: UNetAttentionHooks? = nil, deepFeatures: UNetDeepFeatures.Use? = nil) -> Tensor {
         let b = sample.shape[0]
@@ -280,14 +281,17 @@ public final class UNet2DConditionModel {
         let tembSiLU = Ops.silu(temb)
         var h = convIn(sample)
         var skips = [h]
+        let lastUp = up[up.count - 1]
         if case .reuse(let store) = deepFeatures {
-            h = downBlock(down[0], h, skips: &skips, downsample: false, context: encoderHiddenStates,
-                          tembSiLU: tembSiLU, hooks: hooks)
-            guard let deep = store.lastUpBlockInput, deep.shape[0] == b, deep.shape[2] == h.shape[2],
+            let branch = min(store.branch, config.layersPerBlock)
+            h = downBlock(down[0], h, skips: &skips, layers: 0..<branch, downsample: false,
+                          context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks)
+            guard let deep = store.features, deep.shape[0] == b, deep.shape[2] == h.shape[2],
                   deep.shape[3] == h.shape[3] else {
-                preconditionFailure("unet: deep features of \(store.lastUpBlockInput?.shape ?? []) for \(h.shape)")
+                preconditionFailure("unet: deep features of \(store.features?.shape ?? []) for \(h.shape)")
             }
-            return output(upBlock(up[up.count - 1], deep, skips: &skips, context: encoderHiddenStates,
+            let upLayers = (lastUp.resnets.count - 1 - branch)..<lastUp.resnets.count
+            return output(upBlock(lastUp, deep, skips: &skips, layers: upLayers, context: encoderHiddenStates,
                                   tembSiLU: tembSiLU, hooks: hooks))
         }
         for block in down {
@@ -300,17 +304,26 @@ public final class UNet2DConditionModel {
         for block in up.dropLast() {
             h = upBlock(block, h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks)
         }
-        if case .record(let store) = deepFeatures { store.lastUpBlockInput = h }
-        return output(upBlock(up[up.count - 1], h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU,
-                              hooks: hooks))
+        guard case .record(let store) = deepFeatures else {
+            return output(upBlock(lastUp, h, skips: &skips, context: encoderHiddenStates, tembSiLU: tembSiLU,
+                                  hooks: hooks))
+        }
+        // The last up block in two parts: the layers a shallow call skips, then (from the kept input) the rest.
+        let firstKept = lastUp.resnets.count - 1 - min(store.branch, config.layersPerBlock)
+        h = upBlock(lastUp, h, skips: &skips, layers: 0..<firstKept, context: encoderHiddenStates,
+                    tembSiLU: tembSiLU, hooks: hooks)
+        store.features = h
+        return output(upBlock(lastUp, h, skips: &skips, layers: firstKept..<lastUp.resnets.count,
+                              context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks))
     }
 
-    /// One down block on `input`, each layer's output (and the downsampler's, with `downsample`) appended to `skips`.
-    private func downBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], downsample: Bool,
-                           context: Tensor, tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
+    /// Layers `layers` (all by default) of a down block on `input`, each layer's output (and the downsampler's, with
+    /// `downsample`) appended to `skips`.
+    private func downBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], layers: Range<Int>? = nil,
+                           downsample: Bool, context: Tensor, tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
         var h = input
-        for (j, resnet) in block.resnets.enumerated() {
-            h = resnet(h, tembSiLU: tembSiLU)
+        for j in layers ?? block.resnets.indices {
+            h = block.resnets[j](h, tembSiLU: tembSiLU)
             if !block.attentions.isEmpty { h = block.attentions[j](h, context: context, hooks: hooks) }
             skips.append(h)
         }
@@ -318,14 +331,17 @@ public final class UNet2DConditionModel {
         return h
     }
 
-    /// One up block on `input`, taking its skips from the end of `skips`.
-    private func upBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], context: Tensor,
-                         tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
+    /// Layers `layers` (all by default) of an up block on `input`, taking their skips from the end of `skips`; the
+    /// upsampler runs after the block's last layer.
+    private func upBlock(_ block: UNetBlock, _ input: Tensor, skips: inout [Tensor], layers: Range<Int>? = nil,
+                         context: Tensor, tembSiLU: Tensor, hooks: UNetAttentionHooks?) -> Tensor {
         var h = input
-        for (j, resnet) in block.resnets.enumerated() {
-            h = resnet(Ops.concat([h, skips.removeLast()], dim: 1), tembSiLU: tembSiLU)
+        let layers = layers ?? block.resnets.indices
+        for j in layers {
+            h = block.resnets[j](Ops.concat([h, skips.removeLast()], dim: 1), tembSiLU: tembSiLU)
             if !block.attentions.isEmpty { h = block.attentions[j](h, context: context, hooks: hooks) }
         }
+        guard layers.upperBound == block.resnets.count else { return h }
         // Up to the next skip's size: 2× when the latent is a multiple of 2^(up blocks), otherwise diffusers'
         // `upsample_size` path (odd sizes round up on the way down, nearest resize back on the way up).
         if let us = block.upsampler, let skip = skips.last {
@@ -337,18 +353,39 @@ public final class UNet2DConditionModel {
     private func output(_ h: Tensor) -> Tensor { convOut(normOut(h, silu: true)) }
 }
 
-/// DeepCache's store (Ma et al. 2024, "DeepCache: Accelerating Diffusion Models for Free"): the input of the UNet's
-/// last up block from a full call, which later calls of the same batch and size reuse instead of running every block
-/// below the first. Owned by the caller (one per sequence of calls), never by the model.
+/// DeepCache's store (Ma et al. 2024, "DeepCache: Accelerating Diffusion Models for Free"): deep features from a full
+/// call, which later calls of the same batch and size reuse instead of running the UNet's inner part. Owned by the
+/// caller (one per sequence of calls), never by the model.
+///
+/// The branch is DeepCache's skip branch, counted from the outside: a shallow call recomputes `conv_in`, the first
+/// `branch` layers (resnet + transformer) of the first down block and the last `branch` + 1 layers of the last up
+/// block, whose skips those give; the stored features are the input of the first of those up layers. 0 is
+/// DeepCache's default for Stable Diffusion (only the last layer, on `conv_in`'s skip); `layers_per_block` or more:
+/// the whole outer level (the first down block without its downsampler and the whole last up block).
 public final class UNetDeepFeatures {
     public enum Use {
-        /// A full call that keeps its last up block's input.
+        /// A full call that keeps the features its branch starts from.
         case record(UNetDeepFeatures)
-        /// A shallow call on the kept input.
+        /// A shallow call on the kept features.
         case reuse(UNetDeepFeatures)
     }
 
-    public internal(set) var lastUpBlockInput: Tensor?
+    public let branch: Int
+    public internal(set) var features: Tensor?
 
-    public init() {}
+    public init(branch: Int = .max) {
+        precondition(branch >= 0, "DeepCache branch \(branch) < 0")
+        self.branch = branch
+    }
+
+    /// The batch size of the kept features (0: none kept yet).
+    public var batchSize: Int { features?.shape[0] ?? 0 }
+
+    /// A store holding the last `count` batch items of this one's features: a shallow call of the conditional half
+    /// alone after a full call of classifier-free guidance's two halves (half-major).
+    public func lastItems(_ count: Int) -> UNetDeepFeatures {
+        let store = UNetDeepFeatures(branch: branch)
+        store.features = features.map { $0.slice(first: $0.shape[0] - count, length: count) }
+        return store
+    }
 }

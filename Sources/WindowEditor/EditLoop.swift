@@ -18,23 +18,29 @@ final class EditLoop {
         var steps: Int
         var strength: Double
         var guidanceScale: Double
+        var guidanceShare: Double
         var inversionIterations: Int
         var inversion: InversionKind
         var seed: UInt64
         var preserveBackground: Bool
         var attentionReuse: SelfAttentionMaps.Config
         var deepCacheInterval: Int
+        var deepCacheBranch: Int
+        var deepCacheInversion: Bool
 
         init(_ settings: EditorSettings) {
             steps = settings.steps
             strength = settings.strength
             guidanceScale = settings.guidanceScale
+            guidanceShare = settings.guidanceShare
             inversionIterations = settings.inversionIterations
             inversion = settings.inversion
             seed = settings.seed
             preserveBackground = settings.preserveBackground
             attentionReuse = SelfAttentionMaps.Config(settings)
             deepCacheInterval = settings.deepCacheInterval
+            deepCacheBranch = settings.deepCacheBranch
+            deepCacheInversion = settings.deepCacheInversion
         }
     }
 
@@ -71,7 +77,9 @@ final class EditLoop {
                                              alphaCumprod: { scheduler.alphasCumprod[$0] }, isCancelled: isCancelled))
         let maps = SelfAttentionMaps(config.attentionReuse, editSteps: editSteps)
         let predictor = NoisePredictor(unet: unet, method: method, maps: maps, inputs: inputs,
-                                       guidanceScale: config.guidanceScale, isCancelled: isCancelled)
+                                       guidanceScale: config.guidanceScale,
+                                       guidedSteps: Int((Double(editSteps) * config.guidanceShare).rounded()),
+                                       isCancelled: isCancelled)
         defer { predictor.addCounts(to: &report); method.addCounts(to: &report) }
         let timesteps = Array(scheduler.timesteps(steps: steps)[(steps - editSteps)...])
         let run = RunContext(method: method, predictor: predictor, steps: steps, editSteps: editSteps,
@@ -112,7 +120,7 @@ final class EditLoop {
     /// editSteps − 1 − k). The UNet runs at the steps in `unetSteps` (nil: all); the others reuse its last
     /// prediction. Each step the UNet runs at is refined toward a fixed point, x_t = inv(ε(x_t, t), x), iterated
     /// inversion-iterations − 1 times from the DDIM guess, so the denoising step (which evaluates ε at x_t)
-    /// retraces it.
+    /// retraces it. With deep-cache-inversion the calls take step caching as the edit's do, in inversion order.
     private func invert(_ start: Tensor, steps: Range<Int>, in view: LatentView, unetSteps: Set<Int>?,
                         _ run: RunContext) throws -> Trajectory {
         if let levels = run.noisedLevels {
@@ -120,20 +128,26 @@ final class EditLoop {
         }
         var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
         let saliency = view.cut(run.saliency)
+        let deepFeatures = UNetDeepFeatures(branch: config.deepCacheBranch)
         var noise: Tensor? = nil
+        var calls = 0
         for k in steps {
             let (x, j) = (trajectory.last, run.editSteps - 1 - k)
             let t = run.timesteps[j]
             let runsUNet = unetSteps?.contains(k) ?? true
+            // deep-cache-inversion: the phase's UNet calls in their own order, the first full (the lowest level).
+            let use = config.deepCacheInversion ? deepCacheUse(step: calls, deepFeatures) : nil
             if runsUNet || noise == nil {
-                noise = try run.predictor(x, .inversion, editStep: j, timestep: t, saliency: saliency)
+                noise = try run.predictor(x, .inversion, editStep: j, timestep: t, saliency: saliency,
+                                          deepFeatures: use)
+                calls += 1
                 if view.isBackground { report.backgroundInversionSteps += 1 }
             }
             var next = scheduler.inversionStep(modelOutput: noise!, timestep: t, sample: x, steps: run.steps)
             if runsUNet {
                 for _ in 1..<max(1, config.inversionIterations) {
                     let e = try run.predictor(next, .inversionRefinement, editStep: j, timestep: t,
-                                                 saliency: saliency)
+                                              saliency: saliency, deepFeatures: use.map { _ in .reuse(deepFeatures) })
                     next = scheduler.inversionStep(modelOutput: e, timestep: t, sample: x, steps: run.steps)
                 }
             }
@@ -165,7 +179,7 @@ final class EditLoop {
         var trajectory = Trajectory(firstLevel: steps.lowerBound, latents: [start])
         let saliency = view.cut(run.saliency)
         let whole = LatentView(boxes: nil, height: levels[0].shape[2], width: levels[0].shape[3], isBackground: true)
-        let deepFeatures = UNetDeepFeatures()
+        let deepFeatures = UNetDeepFeatures(branch: config.deepCacheBranch)
         var noise: Tensor? = nil
         var maps: [Tensor] = []
         for k in steps.reversed() {
@@ -199,7 +213,7 @@ final class EditLoop {
                          _ run: RunContext) throws -> Tensor {
         var x = start
         let saliency = view.cut(run.saliency)
-        let deepFeatures = UNetDeepFeatures()
+        let deepFeatures = UNetDeepFeatures(branch: config.deepCacheBranch)
         for j in steps {
             let t = run.timesteps[j]
             let use = deepCacheUse(step: j - steps.lowerBound, deepFeatures)

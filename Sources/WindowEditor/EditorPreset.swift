@@ -38,6 +38,7 @@ public enum EditorPreset: String, Sendable, CaseIterable {
             s.ocdSampling = false
             s.tomeRatio = 0
             s.deepCacheInterval = 1
+            s.deepCacheInversion = false
             s.jointMargin = -1
             s.decodeMargin = 2
         }

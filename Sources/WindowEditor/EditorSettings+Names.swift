@@ -130,6 +130,9 @@ extension EditorSettings {
                  \.negativeFromSource),
             int("steps", "DDIM steps of the full schedule", 1...1000, \.steps),
             double("guidance-scale", "Classifier-free guidance scale (1 = no guidance)", 1...30, \.guidanceScale),
+            double("guidance-share", "Share of the edit steps (the first, the noisiest) that run classifier-free "
+                   + "guidance; the rest take the target prompt's prediction alone (half the UNet batch)", 0...1,
+                   \.guidanceShare),
             double("strength", "Share of the schedule that is inverted and re-denoised", 0...1, \.strength),
             seed,
             int("mask-threshold", "Mask value at or above which a pixel is foreground", 0...255, \.maskThreshold),
@@ -154,6 +157,11 @@ extension EditorSettings {
             int("deep-cache-interval", "Of every this many edit steps, the first runs the whole UNet and the others "
                 + "reuse its deep features (DeepCache: only the outermost blocks run); 1 = off", 1...10,
                 \.deepCacheInterval),
+            int("deep-cache-branch", "DeepCache's skip branch: the steps between full calls run conv_in, this many "
+                + "layers of the first down block and one more of the last up block (layers_per_block or more = the "
+                + "whole outermost level)", 0...8, \.deepCacheBranch),
+            bool("deep-cache-inversion", "DDIM inversion's UNet calls take step caching too (deep-cache-interval "
+                 + "and -branch); inversion=ddpm's always do", \.deepCacheInversion),
             double("blend-threshold", "mode=blended: share of the automatic mask's map (per frame, from its minimum "
                    + "to its peak) at or above which a cell is edited", 0...1, \.blendThreshold),
             int("keyframe-interval", "mode=tokenflow: one keyframe every this many frames (random offset per step); "

@@ -62,6 +62,10 @@ public struct EditorSettings: Sendable, Equatable {
     /// between the two prompts, and at diffusers' 7.5 the shapes-world model overshoots the target colour or
     /// dissolves the object; fewer steps want a little more (the sweeps are in the README).
     public var guidanceScale: Double = 2.5
+    /// `guidance-share`: share of the edit steps (the first, the noisiest) that run classifier-free guidance; the
+    /// later ones take the target prompt's prediction alone, at half the UNet batch (a guidance interval,
+    /// Kynkäänniemi et al. 2024: guidance at low noise levels adds little).
+    public var guidanceShare: Double = 1
     /// `strength`: share of the schedule that is inverted and re-denoised.
     public var strength: Double = 0.8
     /// `seed`: seed of every random choice (token-merge destinations, keyframe offsets).
@@ -95,6 +99,14 @@ public struct EditorSettings: Sendable, Equatable {
     /// block on the first's deep features (UNetDeepFeatures); 1 = off. 6 (one full call per phase at the default 10
     /// steps) edits as well as 1 on the shapes world and steadier (README, "Against the reference").
     public var deepCacheInterval: Int = 6
+    /// `deep-cache-branch` (DeepCache's skip branch, counted from the outside): the layers a step between full calls
+    /// recomputes, `conv_in` with the first this many layers of the first down block and one more of the last up
+    /// block (UNetDeepFeatures); the model's `layers_per_block` or more: the whole outermost level.
+    public var deepCacheBranch: Int = 8
+    /// `deep-cache-inversion`: DDIM inversion's UNet calls take step caching too (deep-cache-interval and -branch),
+    /// in inversion order: the first call of a phase (its lowest noise level) runs the whole UNet. inversion=ddpm's
+    /// calls always do (in the edit's order, so its null edit stays exact).
+    public var deepCacheInversion: Bool = false
     /// `blend-threshold` (mode=blended): share of the automatic mask's map at or above which a cell is in the mask:
     /// the guidance difference scaled per frame from its minimum to its peak (GuidanceDifferenceMask.swift), or,
     /// without guidance, the edited words' cross-attention over its peak after a 3×3 max-pool. The default is

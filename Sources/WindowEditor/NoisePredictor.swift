@@ -11,28 +11,36 @@ final class NoisePredictor {
     /// Prompt embeddings [1, 77, D].
     private let source: Tensor, target: Tensor, negative: Tensor
     private let guidanceScale: Double
+    /// Edit steps before this one are guided (guidance-share); the later ones take the target prompt's prediction.
+    private let guidedSteps: Int
     private let isCancelled: @Sendable () -> Bool
     private(set) var unetCalls = 0, unetTokenSteps = 0, attentionPairs = 0, mergedTokens = 0
     private(set) var shallowUNetCalls = 0, shallowTokenSteps = 0
 
     init(unet: UNet2DConditionModel, method: any EditMethod, maps: SelfAttentionMaps?, inputs: SamplingInputs,
-         guidanceScale: Double, isCancelled: @escaping @Sendable () -> Bool) {
+         guidanceScale: Double, guidedSteps: Int = .max, isCancelled: @escaping @Sendable () -> Bool) {
         self.unet = unet
         self.method = method
         self.maps = maps.flatMap { $0.isEnabled ? $0 : nil }
         (source, target, negative) = (inputs.source, inputs.target, inputs.negative)
         self.guidanceScale = guidanceScale
+        self.guidedSteps = guidedSteps
         self.isCancelled = isCancelled
     }
 
     /// ε for the latents `x` [F, 4, h, w] at `timestep`; `saliency` per frame at h×w. Edit calls run the batch
-    /// twice (negative and target prompt) when the guidance scale is above 1. `deepFeatures`: DeepCache's use of
-    /// the UNet for this call (nil: a plain full call).
+    /// twice (negative and target prompt) when the guidance scale is above 1 and the step is among the guided ones.
+    /// `deepFeatures`: DeepCache's use of the UNet for this call (nil: a plain full call); an unguided shallow call
+    /// after a guided full call reuses the target half's features.
     func callAsFunction(_ x: Tensor, _ pass: UNetCall.Pass, editStep: Int, timestep: Int,
                         saliency: [[Float]], deepFeatures: UNetDeepFeatures.Use? = nil) throws -> Tensor {
         if isCancelled() { throw EditCancelled() }
         let frames = x.shape[0], height = x.shape[2], width = x.shape[3]
-        let guided = pass == .edit && guidanceScale > 1
+        let guided = pass == .edit && guidanceScale > 1 && editStep < guidedSteps
+        var deepFeatures = deepFeatures
+        if !guided, case .reuse(let store) = deepFeatures, store.batchSize == 2 * frames {
+            deepFeatures = .reuse(store.lastItems(frames))
+        }
         let call = UNetCall(pass: pass, editStep: editStep, timestep: timestep, frames: frames,
                             halves: guided ? 2 : 1, height: height, width: width, saliency: saliency)
         let hooks = method.hooks(for: call)

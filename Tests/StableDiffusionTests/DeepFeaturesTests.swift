@@ -5,7 +5,7 @@ import TensorKernels
 
 /// DeepCache through `UNetDeepFeatures`: a recording call is the plain call; a shallow call on the same input gets
 /// the same deep features back, so it must give the plain output too (this checks which skips the outer blocks get);
-/// on another input it differs from both.
+/// on another input it differs from both. The same for each DeepCache branch.
 final class DeepFeaturesTests: XCTestCase {
     func testShallowCallOnTheRecordedInputIsTheFullCall() throws {
         for model in ["tiny-sd1", "tiny-sd2"] {
@@ -17,16 +17,28 @@ final class DeepFeaturesTests: XCTestCase {
             let context = Tensor.randomNormal(shape: [2, 77, d], seed: 6)
             let t: [Float] = [500, 500]
             let plain = unet(sample, timesteps: t, encoderHiddenStates: context)
-            let store = UNetDeepFeatures()
-            let recorded = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .record(store))
-            XCTAssertEqual(maxDifference(recorded, plain), 0, model)
-            XCTAssertNotNil(store.lastUpBlockInput)
-            let shallow = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
-            XCTAssertLessThan(maxDifference(shallow, plain), 1e-5, model)
-            let shallowOther = unet(other, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
             let plainOther = unet(other, timesteps: t, encoderHiddenStates: context)
-            XCTAssertGreaterThan(maxDifference(shallowOther, plain), 1e-3, "the shallow call ignored its input")
-            XCTAssertGreaterThan(maxDifference(shallowOther, plainOther), 1e-4, "the deep features were not reused")
+            var shallowOthers: [Tensor] = []
+            // Every branch from conv_in's skip alone to the whole outer level (and beyond: clamped to the level).
+            for branch in 0...(unet.config.layersPerBlock + 1) {
+                let name = "\(model) branch \(branch)"
+                let store = UNetDeepFeatures(branch: branch)
+                let recorded = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .record(store))
+                XCTAssertEqual(maxDifference(recorded, plain), 0, name)
+                XCTAssertNotNil(store.features)
+                let shallow = unet(sample, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
+                XCTAssertLessThan(maxDifference(shallow, plain), 1e-5, name)
+                let shallowOther = unet(other, timesteps: t, encoderHiddenStates: context, deepFeatures: .reuse(store))
+                XCTAssertGreaterThan(maxDifference(shallowOther, plain), 1e-3, "\(name): the call ignored its input")
+                XCTAssertGreaterThan(maxDifference(shallowOther, plainOther), 1e-4, "\(name): nothing was reused")
+                shallowOthers.append(shallowOther)
+            }
+            // A deeper branch recomputes more: each is its own shallow call, and the two largest are the same level.
+            for b in 1..<unet.config.layersPerBlock + 1 {
+                XCTAssertGreaterThan(maxDifference(shallowOthers[b], shallowOthers[b - 1]), 1e-6, "\(model) \(b)")
+            }
+            let (whole, beyond) = (shallowOthers[shallowOthers.count - 2], shallowOthers[shallowOthers.count - 1])
+            XCTAssertEqual(maxDifference(beyond, whole), 0, model)
         }
     }
 }

@@ -294,6 +294,59 @@ final class DiffusionEditorTests: XCTestCase {
         }
     }
 
+    /// A two-frame 128 px window edited with the test settings changed by `change`: the output and its report.
+    func editWithReport(_ change: (inout EditorSettings) -> Void) throws -> ([Frame], SamplingReport) {
+        let w = Self.window(frames: 2, width: 128, height: 96, radius: 12)
+        let editor = try DiffusionWindowEditor(pipeline: try model(), settings: settings {
+            $0.processingSize = 128; change(&$0)
+        })
+        let out = try editor.edit(frames: w.frames, masks: w.masks, isCancelled: Self.never)
+        return (out, editor.lastReport.sampling)
+    }
+
+    /// guidance-share: the steps after the guided share run the target half alone (fewer token-steps); 1 is the
+    /// plain edit, 0 is the edit at guidance 1 byte for byte, and a share that ends inside a step-caching phase
+    /// (the unguided shallow calls reuse the target half of a guided full call's features) gives other bytes.
+    func testGuidanceShare() throws {
+        func edit(_ change: (inout EditorSettings) -> Void) throws -> ([Frame], SamplingReport) {
+            try editWithReport { $0.guidanceScale = 3; change(&$0) }
+        }
+        let (all, allReport) = try edit { _ in }
+        let (defaultShare, _) = try edit { $0.guidanceShare = 1 }
+        XCTAssertEqual(all, defaultShare)
+        let (none, noneReport) = try edit { $0.guidanceShare = 0 }
+        let (unguided, _) = try edit { $0.guidanceScale = 1 }
+        XCTAssertEqual(none, unguided, "no guided step is guidance 1")
+        XCTAssertLessThan(noneReport.unetTokenSteps + noneReport.shallowTokenSteps,
+                          allReport.unetTokenSteps + allReport.shallowTokenSteps)
+        // 8 edit steps: 6 on the crops (one full call, five shallow), 2 joint; a share of 0.5 ends the guidance
+        // inside the crops' phase.
+        let (half, halfReport) = try edit { $0.guidanceShare = 0.5 }
+        XCTAssertEqual(halfReport.shallowUNetCalls, allReport.shallowUNetCalls)
+        XCTAssertNotEqual(half, all)
+        XCTAssertNotEqual(half, none)
+    }
+
+    /// deep-cache-inversion: DDIM inversion's calls take step caching (shallow calls, other bytes); off is the
+    /// plain inversion. deep-cache-branch 0 recomputes less than the whole outer level: other bytes, the same calls.
+    func testDeepCacheInversionAndBranch() throws {
+        func edit(_ change: (inout EditorSettings) -> Void) throws -> ([Frame], SamplingReport) {
+            try editWithReport { $0.deepCacheInterval = 3; change(&$0) }
+        }
+        let (plain, plainReport) = try edit { _ in }
+        let (cached, cachedReport) = try edit { $0.deepCacheInversion = true }
+        XCTAssertNotEqual(plain, cached)
+        // Inversion phases of 2 (joint) and 6 (crops) calls at interval 3: 1 + 4 more shallow calls.
+        XCTAssertEqual(cachedReport.shallowUNetCalls, plainReport.shallowUNetCalls + 5)
+        XCTAssertEqual(cachedReport.unetCalls, plainReport.unetCalls)
+        let (branch0, branch0Report) = try edit { $0.deepCacheBranch = 0 }
+        XCTAssertNotEqual(branch0, plain)
+        XCTAssertEqual(branch0Report.shallowUNetCalls, plainReport.shallowUNetCalls)
+        let layers = try model().unet.config.layersPerBlock
+        let (wholeLevel, _) = try edit { $0.deepCacheBranch = layers }
+        XCTAssertEqual(wholeLevel, plain, "the default branch is the whole outer level")
+    }
+
     /// joint-margin m ≥ 0: the background's inversion and the joint steps compute the crops grown by m cells, not
     /// the whole latent (fewer token-steps, other bytes inside, the input's outside the feathered mask, which
     /// testBackgroundBytesUnchanged checks at the defaults); −1 is the whole latent.
