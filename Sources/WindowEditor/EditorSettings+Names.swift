@@ -159,7 +159,7 @@ extension EditorSettings {
                 \.deepCacheInterval),
             int("deep-cache-branch", "DeepCache's skip branch: the steps between full calls run conv_in, this many "
                 + "layers of the first down block and one more of the last up block (layers_per_block or more = the "
-                + "whole outermost level)", 0...8, \.deepCacheBranch),
+                + "whole outermost level)", 0...64, \.deepCacheBranch),
             bool("deep-cache-inversion", "DDIM inversion's UNet calls take step caching too (deep-cache-interval "
                  + "and -branch); inversion=ddpm's always do", \.deepCacheInversion),
             double("blend-threshold", "mode=blended: share of the automatic mask's map (per frame, from its minimum "

@@ -101,11 +101,15 @@ public struct EditorSettings: Sendable, Equatable {
     public var deepCacheInterval: Int = 6
     /// `deep-cache-branch` (DeepCache's skip branch, counted from the outside): the layers a step between full calls
     /// recomputes, `conv_in` with the first this many layers of the first down block and one more of the last up
-    /// block (UNetDeepFeatures); the model's `layers_per_block` or more: the whole outermost level.
-    public var deepCacheBranch: Int = 8
+    /// block (UNetDeepFeatures); the model's `layers_per_block` or more (at most 64, so the default always is): the
+    /// whole outermost level.
+    public var deepCacheBranch: Int = 64
     /// `deep-cache-inversion`: DDIM inversion's UNet calls take step caching too (deep-cache-interval and -branch),
     /// in inversion order: the first call of a phase (its lowest noise level) runs the whole UNet. inversion=ddpm's
-    /// calls always do (in the edit's order, so its null edit stays exact).
+    /// calls always do (in the edit's order, so its null edit stays exact). With attention-reuse or mode=tokenflow,
+    /// whose edit steps read the inputs the inversion's calls recorded per layer, a shallow inversion call records
+    /// only the outer layers: the inner layers' inputs then exist only at the inversion's full calls, whose steps are
+    /// not the edit's full steps, and the edit's full calls use their own there.
     public var deepCacheInversion: Bool = false
     /// `blend-threshold` (mode=blended): share of the automatic mask's map at or above which a cell is in the mask:
     /// the guidance difference scaled per frame from its minimum to its peak (GuidanceDifferenceMask.swift), or,

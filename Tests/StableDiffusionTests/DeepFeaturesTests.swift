@@ -41,4 +41,29 @@ final class DeepFeaturesTests: XCTestCase {
             XCTAssertEqual(maxDifference(beyond, whole), 0, model)
         }
     }
+
+    /// `lastItems`: the last items' features of a two-half record are those a record of that half alone keeps (what
+    /// an unguided shallow call after a guided full call reuses: the target half).
+    func testLastItemsAreTheLastHalfsFeatures() throws {
+        let unet = try UNet2DConditionModel(folder: Fixtures.url("tiny-sd1/unet"))
+        let d = unet.config.crossAttentionDim
+        let sample = Tensor.randomNormal(shape: [1, 4, 8, 8], seed: 3)
+        let other = Tensor.randomNormal(shape: [1, 4, 8, 8], seed: 4)
+        let negative = Tensor.randomNormal(shape: [1, 77, d], seed: 6)
+        let target = Tensor.randomNormal(shape: [1, 77, d], seed: 7)
+        let both = UNetDeepFeatures(branch: 0), alone = UNetDeepFeatures(branch: 0)
+        _ = unet(Ops.concat([sample, sample], dim: 0), timesteps: [500, 500],
+                 encoderHiddenStates: Ops.concat([negative, target], dim: 0), deepFeatures: .record(both))
+        _ = unet(sample, timesteps: [500], encoderHiddenStates: target, deepFeatures: .record(alone))
+        XCTAssertEqual(both.batchSize, 2)
+        let fromHalf = unet(other, timesteps: [500], encoderHiddenStates: target,
+                            deepFeatures: .reuse(both.lastItems(1)))
+        let fromAlone = unet(other, timesteps: [500], encoderHiddenStates: target, deepFeatures: .reuse(alone))
+        XCTAssertLessThan(maxDifference(fromHalf, fromAlone), 1e-5)
+        let negativeRecord = UNetDeepFeatures(branch: 0)
+        _ = unet(sample, timesteps: [500], encoderHiddenStates: negative, deepFeatures: .record(negativeRecord))
+        let fromNegative = unet(other, timesteps: [500], encoderHiddenStates: target,
+                                deepFeatures: .reuse(negativeRecord))
+        XCTAssertGreaterThan(maxDifference(fromNegative, fromAlone), 1e-4, "the halves' features do not differ")
+    }
 }

@@ -334,6 +334,9 @@ final class DiffusionEditorTests: XCTestCase {
             try editWithReport { $0.deepCacheInterval = 3; change(&$0) }
         }
         let (plain, plainReport) = try edit { _ in }
+        XCTAssertEqual([plainReport.foregroundSteps, plainReport.jointSteps], [6, 2])
+        XCTAssertEqual(settings().inversionIterations, 1, "refinement calls would add shallow calls")
+        XCTAssertEqual(settings().backgroundSteps, 0, "background-steps would skip inversion calls")
         let (cached, cachedReport) = try edit { $0.deepCacheInversion = true }
         XCTAssertNotEqual(plain, cached)
         // Inversion phases of 2 (joint) and 6 (crops) calls at interval 3: 1 + 4 more shallow calls.
