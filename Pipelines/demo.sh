@@ -11,6 +11,8 @@
 #        Pipelines/demo.sh out/demo-nocache deep-cache-interval=1   (every edit step runs the whole UNet)
 #        Pipelines/demo.sh out/demo-ddpm inversion=ddpm   (edit-friendly DDPM noise maps instead of DDIM inversion)
 #        Pipelines/demo.sh out/demo-whole joint-margin=-1 decode-margin=2   (joint steps and decode as before)
+#        Pipelines/demo.sh out/demo-fast deep-cache-inversion=true guidance-share=0.75 deep-cache-branch=0
+#          (the three opt-in step savings together: 4.27x at equal steps, weaker edits; Benchmarks/RESULTS.md)
 #        PROMPT="a green circle on a brown textured background" Pipelines/demo.sh out/demo-green
 # MODEL may name any diffusers-layout SD 1.x folder; CLIP a folder with frames/%04d.png and masks/%04d.png.
 set -euo pipefail

@@ -283,14 +283,14 @@ public final class UNet2DConditionModel {
         var skips = [h]
         let lastUp = up[up.count - 1]
         if case .reuse(let store) = deepFeatures {
-            let branch = min(store.branch, config.layersPerBlock)
-            h = downBlock(down[0], h, skips: &skips, layers: 0..<branch, downsample: false,
+            // The up layers' skips: conv_in's and those of the first down block's layers below them.
+            let upLayers = shallowUpLayers(store)
+            h = downBlock(down[0], h, skips: &skips, layers: 0..<(upLayers.count - 1), downsample: false,
                           context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks)
             guard let deep = store.features, deep.shape[0] == b, deep.shape[2] == h.shape[2],
                   deep.shape[3] == h.shape[3] else {
                 preconditionFailure("unet: deep features of \(store.features?.shape ?? []) for \(h.shape)")
             }
-            let upLayers = (lastUp.resnets.count - 1 - branch)..<lastUp.resnets.count
             return output(upBlock(lastUp, deep, skips: &skips, layers: upLayers, context: encoderHiddenStates,
                                   tembSiLU: tembSiLU, hooks: hooks))
         }
@@ -309,12 +309,19 @@ public final class UNet2DConditionModel {
                                   hooks: hooks))
         }
         // The last up block in two parts: the layers a shallow call skips, then (from the kept input) the rest.
-        let firstKept = lastUp.resnets.count - 1 - min(store.branch, config.layersPerBlock)
-        h = upBlock(lastUp, h, skips: &skips, layers: 0..<firstKept, context: encoderHiddenStates,
+        let upLayers = shallowUpLayers(store)
+        h = upBlock(lastUp, h, skips: &skips, layers: 0..<upLayers.lowerBound, context: encoderHiddenStates,
                     tembSiLU: tembSiLU, hooks: hooks)
         store.features = h
-        return output(upBlock(lastUp, h, skips: &skips, layers: firstKept..<lastUp.resnets.count,
-                              context: encoderHiddenStates, tembSiLU: tembSiLU, hooks: hooks))
+        return output(upBlock(lastUp, h, skips: &skips, layers: upLayers, context: encoderHiddenStates,
+                              tembSiLU: tembSiLU, hooks: hooks))
+    }
+
+    /// The last up block's layers that a shallow call of `store`'s branch runs: the last branch + 1, all of them
+    /// from a branch of layers_per_block on. A full call keeps the input of the first.
+    private func shallowUpLayers(_ store: UNetDeepFeatures) -> Range<Int> {
+        let count = up[up.count - 1].resnets.count
+        return (count - 1 - min(store.branch, config.layersPerBlock))..<count
     }
 
     /// Layers `layers` (all by default) of a down block on `input`, each layer's output (and the downsampler's, with

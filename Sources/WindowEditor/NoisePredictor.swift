@@ -18,7 +18,7 @@ final class NoisePredictor {
     private(set) var shallowUNetCalls = 0, shallowTokenSteps = 0
 
     init(unet: UNet2DConditionModel, method: any EditMethod, maps: SelfAttentionMaps?, inputs: SamplingInputs,
-         guidanceScale: Double, guidedSteps: Int = .max, isCancelled: @escaping @Sendable () -> Bool) {
+         guidanceScale: Double, guidedSteps: Int, isCancelled: @escaping @Sendable () -> Bool) {
         self.unet = unet
         self.method = method
         self.maps = maps.flatMap { $0.isEnabled ? $0 : nil }
