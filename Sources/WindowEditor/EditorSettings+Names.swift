@@ -140,8 +140,9 @@ extension EditorSettings {
                  \.previewMask),
             int("processing-size", "Short side of the processing resolution in pixels (multiple of 64; aspect kept)",
                 64...2048, multipleOf: 64, \.processingSize),
-            choice("mode", "Editing method: ocd, baseline (OCD off), blended (automatic mask from cross-attention), "
-                   + "tokenflow (keyframes + propagation), reatco (words drawn in given regions)", \.mode),
+            choice("mode", "Editing method: ocd, baseline (OCD off), "
+                   + "blended (automatic mask: where the edit changes the noise), tokenflow (keyframes + propagation), "
+                   + "reatco (words drawn in given regions)", \.mode),
             bool("ocd-sampling", "Object-centric sampling: denoise only the foreground crop before the blend step",
                  \.ocdSampling),
             double("blend-step", "Fraction of the edit run on the foreground crop before the whole frame is denoised "

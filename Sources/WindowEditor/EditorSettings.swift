@@ -6,7 +6,8 @@ public enum EditMode: String, Sendable, CaseIterable {
     case ocd
     /// The same edit with OCD sampling and token merging off (for comparison).
     case baseline
-    /// Blended latent diffusion with an automatic mask from cross-attention of the edited words.
+    /// Blended latent diffusion with an automatic mask: DiffEdit's (where the guided edit's two noise predictions
+    /// differ), or the edited words' cross-attention without guidance.
     case blended
     /// ReAtCo: each word of `region-words` (or `regions`) drawn in its own region (attention refocusing with
     /// gradients through the UNet), the source re-noised outside the regions (invariant-region joint sampling).

@@ -4,7 +4,7 @@ import StableDiffusion
 import TensorKernels
 @testable import WindowEditor
 
-/// mode=blended: the edited words, the automatic mask from cross-attention maps, and the editor's guarantees with it.
+/// mode=blended: the edited words, the automatic masks (DiffEdit's, cross-attention's), and the editor's guarantees.
 final class BlendedModeTests: XCTestCase {
     func testEditedTokenPositions() throws {
         XCTAssertEqual(AutomaticBlendMask.editedTokenPositions(source: [5, 6], target: [5, 7, 6, 7]), [2, 4])

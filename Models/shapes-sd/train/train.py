@@ -237,10 +237,12 @@ class EMA:
             p.copy_(s)
 
 
-def build_unet_and_text():
+def build_unet_and_text(args):
+    """The UNet of UNET_CONFIG with --unet-layers resnets (and transformers) per block, and the text encoder."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-    return UNet2DConditionModel(**UNET_CONFIG), CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    unet = UNet2DConditionModel(**dict(UNET_CONFIG, layers_per_block=args.unet_layers))
+    return unet, CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
 
 
 def unet_lr(args, cycles, step):
@@ -306,7 +308,7 @@ def stage_unet(args):
     ids = token_ids(tok, captions)
     empty = token_ids(tok, [""])[0]
     torch.manual_seed(args.seed)
-    unet, text = build_unet_and_text()
+    unet, text = build_unet_and_text(args)
     modules = [unet, text]
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01)
@@ -468,7 +470,7 @@ def stage_ground(args):
     ids = token_ids(tok, captions)
     empty = token_ids(tok, [""])[0]
     positions_all = grounding_targets(tok, captions)
-    unet, text = build_unet_and_text()
+    unet, text = build_unet_and_text(args)
     modules = [unet, text]
     params = [p for m in modules for p in m.parameters()]
     ckpt = os.path.join(args.work, "ground.pt")
@@ -553,7 +555,7 @@ def stage_export(args):
     vae = load_vae(args)
     lat = torch.load(os.path.join(args.work, "latents.pt"))
     vae.register_to_config(scaling_factor=round(lat["scaling_factor"], 5))
-    unet, text = build_unet_and_text()
+    unet, text = build_unet_and_text(args)
     ground = os.path.join(args.work, "ground.pt")
     source = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
     s = torch.load(source, weights_only=False)
@@ -601,6 +603,8 @@ def main():
     p.add_argument("--unet-steps", default="6000",
                    help="steps of each cosine cycle, comma-separated (each later cycle at half the peak rate)")
     p.add_argument("--unet-images", type=int, default=20000, help="training images encoded for the UNet (the first N)")
+    p.add_argument("--unet-layers", type=int, default=1,
+                   help="the UNet's layers_per_block (resnets, and transformers in cross-attention blocks)")
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=3e-4)
     p.add_argument("--ema", type=float, default=0.999)
