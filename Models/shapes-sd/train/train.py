@@ -237,11 +237,17 @@ class EMA:
             p.copy_(s)
 
 
-def build_unet_and_text(args):
-    """The UNet of UNET_CONFIG with --unet-layers resnets (and transformers) per block, and the text encoder."""
+def build_unet_and_text(args, unet_state=None):
+    """The UNet of UNET_CONFIG and the text encoder. Layers per block: those of `unet_state` (a checkpoint's UNet
+    weights, so a later stage or a resumed run keeps the depth it was trained with, --from-model's too), else
+    --unet-layers."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-    unet = UNet2DConditionModel(**dict(UNET_CONFIG, layers_per_block=args.unet_layers))
+    layers = args.unet_layers
+    if unet_state is not None:
+        prefix = "down_blocks.0.resnets."
+        layers = 1 + max(int(k[len(prefix):].split(".")[0]) for k in unet_state if k.startswith(prefix))
+    unet = UNet2DConditionModel(**dict(UNET_CONFIG, layers_per_block=layers))
     return unet, CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
 
 
@@ -308,15 +314,15 @@ def stage_unet(args):
     ids = token_ids(tok, captions)
     empty = token_ids(tok, [""])[0]
     torch.manual_seed(args.seed)
-    unet, text = build_unet_and_text(args)
+    ckpt = os.path.join(args.work, "unet.pt")
+    s = torch.load(ckpt, weights_only=False) if os.path.exists(ckpt) else None
+    unet, text = build_unet_and_text(args, s["unet"] if s else None)
     modules = [unet, text]
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01)
     ema = EMA(modules, args.ema)
-    ckpt = os.path.join(args.work, "unet.pt")
     step, elapsed = 0, 0.0
-    if os.path.exists(ckpt):
-        s = torch.load(ckpt, weights_only=False)
+    if s is not None:
         unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"]), opt.load_state_dict(s["opt"])
         ema.load_state_dict(s["ema"])
         step, elapsed = s["step"], s["elapsed"]
@@ -470,19 +476,19 @@ def stage_ground(args):
     ids = token_ids(tok, captions)
     empty = token_ids(tok, [""])[0]
     positions_all = grounding_targets(tok, captions)
-    unet, text = build_unet_and_text(args)
+    ckpt = os.path.join(args.work, "ground.pt")
+    resume = os.path.exists(ckpt)
+    s = torch.load(ckpt if resume else os.path.join(args.work, "unet.pt"), weights_only=False)
+    unet, text = build_unet_and_text(args, s["unet"])
     modules = [unet, text]
     params = [p for m in modules for p in m.parameters()]
-    ckpt = os.path.join(args.work, "ground.pt")
     opt = torch.optim.AdamW(params, lr=args.ground_lr, weight_decay=0.01)
     ema = EMA(modules, args.ema)
-    if os.path.exists(ckpt):
-        s = torch.load(ckpt, weights_only=False)
+    if resume:
         unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"]), opt.load_state_dict(s["opt"])
         ema.load_state_dict(s["ema"])
         step, elapsed = s["step"], s["elapsed"]
     else:
-        s = torch.load(os.path.join(args.work, "unet.pt"), weights_only=False)
         unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
         ema.load_state_dict(s["ema"])
         ema.copy_to_models()
@@ -555,10 +561,10 @@ def stage_export(args):
     vae = load_vae(args)
     lat = torch.load(os.path.join(args.work, "latents.pt"))
     vae.register_to_config(scaling_factor=round(lat["scaling_factor"], 5))
-    unet, text = build_unet_and_text(args)
     ground = os.path.join(args.work, "ground.pt")
     source = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
     s = torch.load(source, weights_only=False)
+    unet, text = build_unet_and_text(args, s["unet"])
     unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
     ema = EMA([unet, text], args.ema)
     ema.load_state_dict(s["ema"])
@@ -604,7 +610,8 @@ def main():
                    help="steps of each cosine cycle, comma-separated (each later cycle at half the peak rate)")
     p.add_argument("--unet-images", type=int, default=20000, help="training images encoded for the UNet (the first N)")
     p.add_argument("--unet-layers", type=int, default=1,
-                   help="the UNet's layers_per_block (resnets, and transformers in cross-attention blocks)")
+                   help="the UNet's layers_per_block (resnets, and transformers in cross-attention blocks) of a "
+                        "new UNet; later stages and resumed runs take their checkpoint's")
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=3e-4)
     p.add_argument("--ema", type=float, default=0.999)
