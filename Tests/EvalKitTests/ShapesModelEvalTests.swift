@@ -50,8 +50,8 @@ final class ShapesModelEvalTests: XCTestCase {
 
     /// The two first committed clips, in ocd and baseline modes, through the command a user runs: every pixel
     /// beyond the feathered mask keeps its bytes with a trained model too, the edit changes the object, and every
-    /// metric of the contract is reported. (Edit accuracy is asserted on the clips the model edits, below: these two
-    /// fail.)
+    /// metric of the contract is reported. (Edit accuracy is asserted below, on clips the model edits in every frame:
+    /// the first clip fails in both modes.)
     func testEvalReportsEveryMetricAndKeepsTheBackground() throws {
         for mode in ["ocd", "baseline"] {
             let json = try eval(["--mode", mode, "--limit", "2"])
@@ -86,23 +86,22 @@ final class ShapesModelEvalTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try number(json, "psnr"), 32, "\(json)")
     }
 
-    /// The committed clips the bundled model edits (clip-0002: pink → purple circle; clip-0004: cyan → pink circle
-    /// beside a purple one), at the element's defaults (10 steps, guidance 2.5 with the source prompt as the negative
-    /// prompt): baseline recolours every frame (1.0 when measured), ocd most (0.94), and diffusers' guidance 7.5
-    /// overshoots the target colour on the fresh-seed clips (README, "Edit quality, measured"). A regression guard
-    /// for edits that work; the shapes-world issue's 0.8 on the first two clips is not met yet (they fail in every
-    /// setting measured).
+    /// Two committed clips (clip-0001: green → orange triangle on stripes; clip-0004: cyan → pink circle beside a
+    /// purple one) at the element's defaults (10 steps, guidance 1.5 with the source prompt as the negative prompt):
+    /// both modes recolour every frame (1.0 measured with the weights trained on recolouring pairs; the weights
+    /// before them failed clip-0001 in every setting tried). The shapes-world issue's 0.8; on whole clip sets the
+    /// model edits 0.66–0.82 of the frames (README, "Edit quality, measured"), so these are clips it edits, not any.
     func testEditsTheClipsTheModelCanEdit() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ocdedit-eval-\(getpid())")
         try? FileManager.default.removeItem(at: folder)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        for clip in ["clip-0002", "clip-0004"] {
+        for clip in ["clip-0001", "clip-0004"] {
             try FileManager.default.createSymbolicLink(
                 at: folder.appendingPathComponent(clip),
                 withDestinationURL: URL(fileURLWithPath: Self.clips).appendingPathComponent(clip))
         }
-        for (mode, least) in [("baseline", 0.8), ("ocd", 0.7)] {
+        for (mode, least) in [("baseline", 0.8), ("ocd", 0.8)] {
             let json = try run(["--mode", mode], clips: folder.path)
             XCTAssertEqual(json["clips"] as? Int, 2)
             XCTAssertGreaterThanOrEqual(try number(json, "edit_accuracy"), least, "\(mode): \(json)")
@@ -112,7 +111,7 @@ final class ShapesModelEvalTests: XCTestCase {
 
     /// mode=blended gets no mask (as the element with its mask pad unlinked) and is scored against the clip's: on
     /// the second committed clip (green → orange triangle) DiffEdit's mask from the guidance difference overlaps the
-    /// object with IoU ≥ 0.5 at the default blend-threshold (measured 0.677; the cross-attention mask before it
+    /// object with IoU ≥ 0.5 at the default blend-threshold (measured 0.639; the cross-attention mask before it
     /// covered most of the frame, 0.06 on all six clips).
     func testBlendedMaskFindsTheObject() throws {
         let clip = URL(fileURLWithPath: Self.clips).appendingPathComponent("clip-0001").path

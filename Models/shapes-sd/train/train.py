@@ -13,6 +13,9 @@ Stages (--stage all runs them in order, skipping finished ones):
            so classifier-free guidance works, EMA of the weights)
   ground   continue both from the unet stage's EMA weights with a grounding loss on the cross-attention maps
            (TokenCompose): each object's colour and shape words attend to the object (--ground-steps, 0 = skip)
+  edit     continue both from the last stage's EMA weights with recolouring pairs besides the diffusion loss: a
+           scene noised, captioned as its copy with one object in another colour, is asked to denoise to that
+           copy (--edit-steps, 0 = skip)
   export   write the diffusers folder (F16 safetensors) to --out
 
 --from-model DIR takes an exported folder's weights as the vae and unet stages' results, so the later stages
@@ -460,6 +463,31 @@ def probe_batch(args, tok, scaling, n=48):
     return latents, token_ids(tok, captions), torch.from_numpy(covers), grounding_targets(tok, captions)
 
 
+def continue_training(args, ckpt, base, lr):
+    """The UNet, text encoder, optimiser, EMA, parameters, step and elapsed seconds of a fine-tuning stage: resumed
+    from its own checkpoint `ckpt` when it exists, else starting from the EMA weights of the checkpoint `base`."""
+    resume = os.path.exists(ckpt)
+    s = torch.load(ckpt if resume else base, weights_only=False)
+    unet, text = build_unet_and_text(args, s["unet"])
+    modules = [unet, text]
+    params = [p for m in modules for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    ema = EMA(modules, args.ema)
+    unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
+    ema.load_state_dict(s["ema"])
+    if resume:
+        opt.load_state_dict(s["opt"])
+        return unet, text, opt, ema, params, s["step"], s["elapsed"]
+    ema.copy_to_models()
+    return unet, text, opt, ema, params, 0, 0.0
+
+
+def finetune_lr(peak, steps, step):
+    """A fine-tuning stage's rate: 100 steps of warm-up to `peak`, then a cosine decay to 5 % of it."""
+    cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return peak * min(1.0, (step + 1) / 100) * cosine
+
+
 def stage_ground(args):
     """Continues the UNet and text encoder from the unet stage's EMA weights with the diffusion loss plus a
     grounding loss on the cross-attention maps (TokenCompose): each object's colour and shape words attend to the
@@ -477,22 +505,8 @@ def stage_ground(args):
     empty = token_ids(tok, [""])[0]
     positions_all = grounding_targets(tok, captions)
     ckpt = os.path.join(args.work, "ground.pt")
-    resume = os.path.exists(ckpt)
-    s = torch.load(ckpt if resume else os.path.join(args.work, "unet.pt"), weights_only=False)
-    unet, text = build_unet_and_text(args, s["unet"])
-    modules = [unet, text]
-    params = [p for m in modules for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.ground_lr, weight_decay=0.01)
-    ema = EMA(modules, args.ema)
-    if resume:
-        unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"]), opt.load_state_dict(s["opt"])
-        ema.load_state_dict(s["ema"])
-        step, elapsed = s["step"], s["elapsed"]
-    else:
-        unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
-        ema.load_state_dict(s["ema"])
-        ema.copy_to_models()
-        step, elapsed = 0, 0.0
+    unet, text, opt, ema, params, step, elapsed = continue_training(args, ckpt, os.path.join(args.work, "unet.pt"),
+                                                                    args.ground_lr)
     processors = []
     for name, module in unet.named_modules():
         if name.endswith("attn2"):
@@ -508,10 +522,8 @@ def stage_ground(args):
     gen = torch.Generator().manual_seed(args.seed + 3 + step)
     start, last_save, running = time.time() - elapsed, time.time(), None
     while step < args.ground_steps:
-        frac = step / args.ground_steps
         for g in opt.param_groups:
-            cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
-            g["lr"] = args.ground_lr * min(1.0, (step + 1) / 100) * cosine
+            g["lr"] = finetune_lr(args.ground_lr, args.ground_steps, step)
         idx, drop, cond, t, noise, xt = noised_batch(rng, gen, latents, ids, empty, args.unet_batch, ac)
         positions = positions_all[idx].clone()
         positions[drop] = -1
@@ -535,6 +547,102 @@ def stage_ground(args):
             save_unet_state(ckpt, unet, text, opt, ema, step, start)
             last_save = time.time()
     finish_unet_stage(args, "ground", ckpt, unet, text, opt, ema, step, start)
+
+
+def render_edit_pairs(rng, n):
+    """n single-frame scenes, each drawn twice: as generated, and with one of its objects in a palette colour no
+    object of the scene has (what an evaluation clip's target prompt asks). uint8 [n, 2, H, W, 3] and the two
+    captions of each."""
+    images = np.zeros((n, 2, SIZE, SIZE, 3), np.uint8)
+    captions = []
+    for i in range(n):
+        scene = world.random_scene(rng, SIZE, SIZE, frames=1)
+        used = {o["color"] for o in scene["objects"]}
+        target = {int(rng.integers(len(scene["objects"]))): str(rng.choice([c for c in world.PALETTE
+                                                                              if c not in used]))}
+        images[i, 0], _ = world.render(scene)
+        images[i, 1], _ = world.render(scene, colors=target)
+        captions.append((world.caption(scene), world.caption(scene, target)))
+    return images, captions
+
+
+@torch.no_grad()
+def edit_pairs(args, scaling):
+    """The edit stage's pairs, rendered with their own seed and encoded with the VAE once (cached in --work):
+    latents [n, 2, 4, h, w] (scaled) and token ids [n, 2, 77]."""
+    path = os.path.join(args.work, "edit_pairs.pt")
+    if not os.path.exists(path):
+        t0 = time.time()
+        images, captions = render_edit_pairs(np.random.default_rng(args.seed + 2024), args.edit_pairs)
+        vae = load_vae(args)
+        flat = images.reshape(-1, SIZE, SIZE, 3)
+        latents = torch.cat([vae.encode(to_pixels(flat[i:i + 64])).latent_dist.mean
+                             for i in range(0, len(flat), 64)])
+        ids = token_ids(tokenizer(), [c for pair in captions for c in pair])
+        torch.save({"latents": latents.view(len(images), 2, *latents.shape[1:]), "ids": ids.view(-1, 2, 77)}, path)
+        log(args.work, f"edit pairs: {len(images)} rendered and encoded in {time.time() - t0:.0f} s")
+    pairs = torch.load(path)
+    return pairs["latents"] * scaling, pairs["ids"]
+
+
+def stage_edit(args):
+    """Continues the UNet and text encoder (from the ground stage's weights if it ran, else the unet stage's) with
+    recolouring pairs: a share --edit-share of every batch is a scene noised to t >= --edit-min-t and captioned as
+    its recoloured copy (either way round), whose target is the noise that makes the model's estimate of the clean
+    latent the copy; the rest is the diffusion loss as in the unet stage (with caption dropout). Why: an edit
+    denoises the source's inverted latent with the target prompt, and the base model, which only ever saw noised
+    latents of its own caption, keeps the source colour or dissolves the object (docs/shapes-world.md)."""
+    done = os.path.join(args.work, "edit.done")
+    if args.edit_steps == 0 or os.path.exists(done):
+        return
+    _, captions = load_data(args)
+    captions = captions[:args.unet_images]
+    lat = torch.load(os.path.join(args.work, "latents.pt"))
+    latents = lat["latents"] * lat["scaling_factor"]
+    pair_latents, pair_ids = edit_pairs(args, lat["scaling_factor"])
+    tok = tokenizer()
+    ids = token_ids(tok, captions)
+    empty = token_ids(tok, [""])[0]
+    ground = os.path.join(args.work, "ground.pt")
+    base = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
+    ckpt = os.path.join(args.work, "edit.pt")
+    unet, text, opt, ema, params, step, elapsed = continue_training(args, ckpt, base, args.edit_lr)
+    ac = alphas_cumprod()
+    snr = ac / (1 - ac)
+    weight = torch.clamp(snr, max=5.0) / snr
+    rng = np.random.default_rng(args.seed + 13 + step)
+    gen = torch.Generator().manual_seed(args.seed + 5 + step)
+    n_edit = int(round(args.unet_batch * args.edit_share))
+    start, last_save, running = time.time() - elapsed, time.time(), None
+    while step < args.edit_steps:
+        for g in opt.param_groups:
+            g["lr"] = finetune_lr(args.edit_lr, args.edit_steps, step)
+        _, _, cond, t, noise, xt = noised_batch(rng, gen, latents, ids, empty, args.unet_batch - n_edit, ac)
+        j = torch.from_numpy(rng.integers(0, len(pair_latents), n_edit))
+        flip = torch.from_numpy(rng.integers(0, 2, n_edit))
+        source, target = pair_latents[j, flip], pair_latents[j, 1 - flip]
+        t_edit = torch.randint(args.edit_min_t, 1000, (n_edit,), generator=gen)
+        noise_edit = torch.randn(source.shape, generator=gen)
+        a = ac[t_edit].view(-1, 1, 1, 1)
+        # x0 estimate (x_t - sqrt(1 - a) eps) / sqrt(a) = target  <=>  eps = noise + sqrt(a / (1 - a)) (source - target)
+        goal = torch.cat([noise, noise_edit + (a / (1 - a)).sqrt() * (source - target)])
+        xt = torch.cat([xt, add_noise(source, noise_edit, t_edit, ac)])
+        t_all = torch.cat([t, t_edit])
+        hidden = text(torch.cat([cond, pair_ids[j, 1 - flip]])).last_hidden_state
+        pred = unet(xt, t_all, encoder_hidden_states=hidden).sample
+        per = ((pred - goal) ** 2).mean(dim=(1, 2, 3)) * weight[t_all]
+        loss = per.mean()
+        apply_step(loss, opt, params, ema, step)
+        step += 1
+        now = torch.tensor([per[:len(t)].mean().item(), per[len(t):].mean().item()])
+        running = now if running is None else 0.98 * running + 0.02 * now
+        if step % 50 == 0:
+            log(args.work, f"edit step {step} diffusion {running[0]:.4f} edit {running[1]:.4f} "
+                           f"lr {opt.param_groups[0]['lr']:.2e} {(time.time() - start) / 60:.1f} min")
+        if time.time() - last_save > 300:
+            save_unet_state(ckpt, unet, text, opt, ema, step, start)
+            last_save = time.time()
+    finish_unet_stage(args, "edit", ckpt, unet, text, opt, ema, step, start)
 
 
 def stage_from_model(args):
@@ -561,8 +669,11 @@ def stage_export(args):
     vae = load_vae(args)
     lat = torch.load(os.path.join(args.work, "latents.pt"))
     vae.register_to_config(scaling_factor=round(lat["scaling_factor"], 5))
-    ground = os.path.join(args.work, "ground.pt")
-    source = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
+    # The last fine-tuning stage that ran: edit, ground, else the unet stage.
+    source = os.path.join(args.work, "unet.pt")
+    for stage, steps in (("ground", args.ground_steps), ("edit", args.edit_steps)):
+        if steps > 0 and os.path.exists(os.path.join(args.work, stage + ".pt")):
+            source = os.path.join(args.work, stage + ".pt")
     s = torch.load(source, weights_only=False)
     unet, text = build_unet_and_text(args, s["unet"])
     unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
@@ -596,7 +707,7 @@ def stage_export(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", default="all",
-                   choices=["all", "data", "vae", "latents", "unet", "ground", "export"])
+                   choices=["all", "data", "vae", "latents", "unet", "ground", "edit", "export"])
     p.add_argument("--work", default=os.path.join(ROOT, ".train-shapes-sd"))
     p.add_argument("--out", default=os.path.join(ROOT, "Models", "shapes-sd"))
     p.add_argument("--seed", type=int, default=20261123)
@@ -620,6 +731,12 @@ def main():
     p.add_argument("--ground-lr", type=float, default=1e-4)
     p.add_argument("--ground-token-weight", type=float, default=0.05)
     p.add_argument("--ground-pixel-weight", type=float, default=0.05)
+    p.add_argument("--edit-steps", type=int, default=3000,
+                   help="edit stage steps after the unet (and ground) stage (0 = none)")
+    p.add_argument("--edit-lr", type=float, default=1e-4)
+    p.add_argument("--edit-share", type=float, default=0.5, help="share of each edit-stage batch that is pairs")
+    p.add_argument("--edit-min-t", type=int, default=200, help="smallest timestep a pair is noised to")
+    p.add_argument("--edit-pairs", type=int, default=8000, help="recolouring pairs rendered for the edit stage")
     p.add_argument("--from-model", help="start from an exported model folder: its VAE and UNet stand for the vae "
                                         "and unet stages (fine-tuning, e.g. the grounding stage)")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
@@ -629,7 +746,7 @@ def main():
     if args.from_model:
         stage_from_model(args)
     stages = {"data": stage_data, "vae": stage_vae, "latents": stage_latents, "unet": stage_unet,
-              "ground": stage_ground, "export": stage_export}
+              "ground": stage_ground, "edit": stage_edit, "export": stage_export}
     for name, fn in stages.items():
         if args.stage in ("all", name):
             fn(args)
