@@ -298,6 +298,14 @@ def save_unet_state(path, unet, text, opt, ema, step, start):
                step=step, elapsed=time.time() - start)
 
 
+def save_when_due(last_save, ckpt, unet, text, opt, ema, step, start):
+    """Saves the stage's checkpoint when five minutes have passed since `last_save`; returns the last save's time."""
+    if time.time() - last_save <= 300:
+        return last_save
+    save_unet_state(ckpt, unet, text, opt, ema, step, start)
+    return time.time()
+
+
 def finish_unet_stage(args, name, ckpt, unet, text, opt, ema, step, start):
     """The last checkpoint of a stage training the UNet and text encoder, and its `<name>.done` marker."""
     save_unet_state(ckpt, unet, text, opt, ema, step, start)
@@ -353,9 +361,7 @@ def stage_unet(args):
         if step % 100 == 0:
             log(args.work, f"unet step {step} loss {running:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                            f"{(time.time() - start) / 60:.1f} min")
-        if time.time() - last_save > 300:
-            save_unet_state(ckpt, unet, text, opt, ema, step, start)
-            last_save = time.time()
+        last_save = save_when_due(last_save, ckpt, unet, text, opt, ema, step, start)
     finish_unet_stage(args, "unet", ckpt, unet, text, opt, ema, step, start)
 
 
@@ -543,9 +549,7 @@ def stage_ground(args):
         if step % 250 == 0:
             share, wins = grounding_probe(unet, text, processors, probe)
             log(args.work, f"ground probe at step {step} (raw weights): share inside {share:.3f}, cells won {wins:.3f}")
-        if time.time() - last_save > 300:
-            save_unet_state(ckpt, unet, text, opt, ema, step, start)
-            last_save = time.time()
+        last_save = save_when_due(last_save, ckpt, unet, text, opt, ema, step, start)
     finish_unet_stage(args, "ground", ckpt, unet, text, opt, ema, step, start)
 
 
@@ -639,9 +643,7 @@ def stage_edit(args):
         if step % 50 == 0:
             log(args.work, f"edit step {step} diffusion {running[0]:.4f} edit {running[1]:.4f} "
                            f"lr {opt.param_groups[0]['lr']:.2e} {(time.time() - start) / 60:.1f} min")
-        if time.time() - last_save > 300:
-            save_unet_state(ckpt, unet, text, opt, ema, step, start)
-            last_save = time.time()
+        last_save = save_when_due(last_save, ckpt, unet, text, opt, ema, step, start)
     finish_unet_stage(args, "edit", ckpt, unet, text, opt, ema, step, start)
 
 
