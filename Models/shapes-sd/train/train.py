@@ -216,6 +216,23 @@ def alphas_cumprod():
     return torch.cumprod(1 - betas, 0).float()
 
 
+def min_snr_weights():
+    """alpha_bar per timestep and the min-SNR-5 loss weight of an epsilon prediction at each: min(SNR, 5) / SNR."""
+    ac = alphas_cumprod()
+    snr = ac / (1 - ac)
+    return ac, torch.clamp(snr, max=5.0) / snr
+
+
+def diffusion_training_set(args, tok):
+    """What the UNet stages train on: the first --unet-images latents (times the scaling factor), the scaling
+    factor, their captions' token ids, the empty prompt's ids and the captions (not the images: data.npz's images
+    are a gigabyte the latents already stand for)."""
+    captions = [str(c) for c in np.load(os.path.join(args.work, "data.npz"))["captions"][:args.unet_images]]
+    lat = torch.load(os.path.join(args.work, "latents.pt"))
+    return (lat["latents"] * lat["scaling_factor"], lat["scaling_factor"], token_ids(tok, captions),
+            token_ids(tok, [""])[0], captions)
+
+
 class EMA:
     def __init__(self, modules, decay):
         self.params = [p for m in modules for p in m.parameters()]
@@ -317,13 +334,7 @@ def stage_unet(args):
     done = os.path.join(args.work, "unet.done")
     if os.path.exists(done):
         return
-    _, captions = load_data(args)
-    captions = captions[:args.unet_images]
-    lat = torch.load(os.path.join(args.work, "latents.pt"))
-    latents, scaling = lat["latents"] * lat["scaling_factor"], lat["scaling_factor"]
-    tok = tokenizer()
-    ids = token_ids(tok, captions)
-    empty = token_ids(tok, [""])[0]
+    latents, scaling, ids, empty, _ = diffusion_training_set(args, tokenizer())
     torch.manual_seed(args.seed)
     ckpt = os.path.join(args.work, "unet.pt")
     s = torch.load(ckpt, weights_only=False) if os.path.exists(ckpt) else None
@@ -339,9 +350,7 @@ def stage_unet(args):
         step, elapsed = s["step"], s["elapsed"]
     log(args.work, f"unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params, text encoder "
                    f"{sum(p.numel() for p in text.parameters()) / 1e6:.2f} M; scaling_factor {scaling:.5f}")
-    ac = alphas_cumprod()
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr
+    ac, weight = min_snr_weights()
     rng = np.random.default_rng(args.seed + 7 + step)
     gen = torch.Generator().manual_seed(args.seed + step)
     start, last_save, running = time.time() - elapsed, time.time(), None
@@ -469,6 +478,17 @@ def probe_batch(args, tok, scaling, n=48):
     return latents, token_ids(tok, captions), torch.from_numpy(covers), grounding_targets(tok, captions)
 
 
+def latest_weights(args, stages):
+    """The checkpoint of the last of the fine-tuning `stages` (in order) that is asked for (its --<stage>-steps > 0)
+    and has one in --work, else the unet stage's."""
+    path = os.path.join(args.work, "unet.pt")
+    for stage in stages:
+        candidate = os.path.join(args.work, stage + ".pt")
+        if getattr(args, stage + "_steps") > 0 and os.path.exists(candidate):
+            path = candidate
+    return path
+
+
 def continue_training(args, ckpt, base, lr):
     """The UNet, text encoder, optimiser, EMA, parameters, step and elapsed seconds of a fine-tuning stage: resumed
     from its own checkpoint `ckpt` when it exists, else starting from the EMA weights of the checkpoint `base`."""
@@ -501,14 +521,10 @@ def stage_ground(args):
     done = os.path.join(args.work, "ground.done")
     if args.ground_steps == 0 or os.path.exists(done):
         return
-    data = np.load(os.path.join(args.work, "data.npz"))
-    captions = [str(c) for c in data["captions"][:args.unet_images]]
-    covers_all = torch.from_numpy(data["covers"][:args.unet_images].astype(np.float32))
-    lat = torch.load(os.path.join(args.work, "latents.pt"))
-    latents = lat["latents"] * lat["scaling_factor"]
     tok = tokenizer()
-    ids = token_ids(tok, captions)
-    empty = token_ids(tok, [""])[0]
+    latents, scaling, ids, empty, captions = diffusion_training_set(args, tok)
+    covers = np.load(os.path.join(args.work, "data.npz"))["covers"][:args.unet_images]
+    covers_all = torch.from_numpy(covers.astype(np.float32))
     positions_all = grounding_targets(tok, captions)
     ckpt = os.path.join(args.work, "ground.pt")
     unet, text, opt, ema, params, step, elapsed = continue_training(args, ckpt, os.path.join(args.work, "unet.pt"),
@@ -518,12 +534,10 @@ def stage_ground(args):
         if name.endswith("attn2"):
             processors.append(GroundingProcessor())
             module.set_processor(processors[-1])
-    probe = probe_batch(args, tok, lat["scaling_factor"])
+    probe = probe_batch(args, tok, scaling)
     share, wins = grounding_probe(unet, text, processors, probe)
     log(args.work, f"ground probe at step {step}: share inside {share:.3f}, cells won {wins:.3f}")
-    ac = alphas_cumprod()
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr
+    ac, weight = min_snr_weights()
     rng = np.random.default_rng(args.seed + 11 + step)
     gen = torch.Generator().manual_seed(args.seed + 3 + step)
     start, last_save, running = time.time() - elapsed, time.time(), None
@@ -571,7 +585,7 @@ def render_edit_pairs(rng, n):
 
 
 @torch.no_grad()
-def edit_pairs(args, scaling):
+def edit_pairs(args, tok, scaling):
     """The edit stage's pairs, rendered with their own seed and encoded with the VAE once (cached in --work):
     latents [n, 2, 4, h, w] (scaled) and token ids [n, 2, 77]."""
     path = os.path.join(args.work, "edit_pairs.pt")
@@ -582,7 +596,7 @@ def edit_pairs(args, scaling):
         flat = images.reshape(-1, SIZE, SIZE, 3)
         latents = torch.cat([vae.encode(to_pixels(flat[i:i + 64])).latent_dist.mean
                              for i in range(0, len(flat), 64)])
-        ids = token_ids(tokenizer(), [c for pair in captions for c in pair])
+        ids = token_ids(tok, [c for pair in captions for c in pair])
         torch.save({"latents": latents.view(len(images), 2, *latents.shape[1:]), "ids": ids.view(-1, 2, 77)}, path)
         log(args.work, f"edit pairs: {len(images)} rendered and encoded in {time.time() - t0:.0f} s")
     pairs = torch.load(path)
@@ -599,21 +613,13 @@ def stage_edit(args):
     done = os.path.join(args.work, "edit.done")
     if args.edit_steps == 0 or os.path.exists(done):
         return
-    _, captions = load_data(args)
-    captions = captions[:args.unet_images]
-    lat = torch.load(os.path.join(args.work, "latents.pt"))
-    latents = lat["latents"] * lat["scaling_factor"]
-    pair_latents, pair_ids = edit_pairs(args, lat["scaling_factor"])
     tok = tokenizer()
-    ids = token_ids(tok, captions)
-    empty = token_ids(tok, [""])[0]
-    ground = os.path.join(args.work, "ground.pt")
-    base = ground if args.ground_steps > 0 and os.path.exists(ground) else os.path.join(args.work, "unet.pt")
+    latents, scaling, ids, empty, _ = diffusion_training_set(args, tok)
+    pair_latents, pair_ids = edit_pairs(args, tok, scaling)
     ckpt = os.path.join(args.work, "edit.pt")
-    unet, text, opt, ema, params, step, elapsed = continue_training(args, ckpt, base, args.edit_lr)
-    ac = alphas_cumprod()
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr
+    unet, text, opt, ema, params, step, elapsed = continue_training(args, ckpt, latest_weights(args, ("ground",)),
+                                                                    args.edit_lr)
+    ac, weight = min_snr_weights()
     rng = np.random.default_rng(args.seed + 13 + step)
     gen = torch.Generator().manual_seed(args.seed + 5 + step)
     n_edit = int(round(args.unet_batch * args.edit_share))
@@ -671,11 +677,7 @@ def stage_export(args):
     vae = load_vae(args)
     lat = torch.load(os.path.join(args.work, "latents.pt"))
     vae.register_to_config(scaling_factor=round(lat["scaling_factor"], 5))
-    # The last fine-tuning stage that ran: edit, ground, else the unet stage.
-    source = os.path.join(args.work, "unet.pt")
-    for stage, steps in (("ground", args.ground_steps), ("edit", args.edit_steps)):
-        if steps > 0 and os.path.exists(os.path.join(args.work, stage + ".pt")):
-            source = os.path.join(args.work, stage + ".pt")
+    source = latest_weights(args, ("ground", "edit"))
     s = torch.load(source, weights_only=False)
     unet, text = build_unet_and_text(args, s["unet"])
     unet.load_state_dict(s["unet"]), text.load_state_dict(s["text"])
@@ -738,7 +740,7 @@ def main():
     p.add_argument("--edit-lr", type=float, default=1e-4)
     p.add_argument("--edit-share", type=float, default=0.5, help="share of each edit-stage batch that is pairs")
     p.add_argument("--edit-min-t", type=int, default=200, help="smallest timestep a pair is noised to")
-    p.add_argument("--edit-pairs", type=int, default=8000, help="recolouring pairs rendered for the edit stage")
+    p.add_argument("--edit-pairs", type=int, default=6000, help="recolouring pairs rendered for the edit stage")
     p.add_argument("--from-model", help="start from an exported model folder: its VAE and UNet stand for the vae "
                                         "and unet stages (fine-tuning, e.g. the grounding stage)")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA")
